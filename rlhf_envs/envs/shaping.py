@@ -1,0 +1,101 @@
+"""Per-token shaping terms: small rewards paid on every step, reported separately from the task reward.
+
+The task reward (the feedback model's score) lands on the final token. Shaping terms add a per-token
+signal on top; each one appears in ``info`` under ``reward_<name>`` so nothing hides in the sum.
+Terms are batched: the single env calls them with a batch of one, the vector env with all active
+sub-envs at once.
+
+A term is any object with a ``name`` and ``__call__(input_ids, lengths, actions) -> float32[B]``,
+called after the action has been appended (``input_ids[b, lengths[b] - 1] == actions[b]``).
+Stateful terms (a reference model's KV cache, for example) may also define
+``reset(env_indices, input_ids, lengths)``, called when those sub-envs start a new episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rlhf_envs.errors import ConfigError
+
+
+@runtime_checkable
+class ShapingTerm(Protocol):
+    """A per-token reward term."""
+
+    name: str
+
+    def __call__(
+        self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray: ...
+
+
+class StepPenalty:
+    """``-coef`` for every generated token: a pressure towards short completions."""
+
+    name = "step_penalty"
+
+    def __init__(self, coef: float = 0.01) -> None:
+        self.coef = float(coef)
+
+    def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return np.full(len(actions), -self.coef, dtype=np.float32)
+
+
+class RepeatPenalty:
+    """``-coef`` when the chosen token equals the token just before it (stutter)."""
+
+    name = "repeat_penalty"
+
+    def __init__(self, coef: float = 0.1) -> None:
+        self.coef = float(coef)
+
+    def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        prev = input_ids[np.arange(len(actions)), lengths - 2]
+        return np.where(prev == actions, -self.coef, 0.0).astype(np.float32)
+
+
+BUILTIN_TERMS: dict[str, type] = {"step_penalty": StepPenalty, "repeat_penalty": RepeatPenalty}
+
+
+def make_shaping(shaping: Any) -> list[ShapingTerm]:
+    """Normalise the env's ``shaping`` argument.
+
+    Accepts ``None``, a mapping ``{"step_penalty": 0.01, ...}`` of built-in term names to
+    coefficients, or a sequence of :class:`ShapingTerm` objects.
+    """
+    if shaping is None:
+        return []
+    if isinstance(shaping, Mapping):
+        terms = []
+        for name, coef in shaping.items():
+            if name not in BUILTIN_TERMS:
+                raise ConfigError(
+                    f"unknown shaping term {name!r}; built-in terms: {', '.join(BUILTIN_TERMS)} "
+                    "(or pass ShapingTerm objects)"
+                )
+            if isinstance(coef, bool) or not isinstance(coef, int | float):
+                raise ConfigError(f"shaping coefficient for {name!r} must be a number, got {coef!r}")
+            terms.append(BUILTIN_TERMS[name](coef))
+        return terms
+    if isinstance(shaping, Sequence) and not isinstance(shaping, str):
+        for t in shaping:
+            if not isinstance(t, ShapingTerm):
+                raise ConfigError(f"shaping entries must be ShapingTerm objects, got {t!r}")
+        names = [t.name for t in shaping]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"shaping term names must be unique, got {names}")
+        return list(shaping)
+    raise ConfigError(
+        f"shaping must be None, a dict of built-in term coefficients or a list of ShapingTerm, got {shaping!r}"
+    )
+
+
+def reset_terms(terms: Sequence[ShapingTerm], idx: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> None:
+    """Tell stateful terms that sub-envs ``idx`` started new episodes."""
+    for t in terms:
+        reset = getattr(t, "reset", None)
+        if reset is not None:
+            reset(idx, ids, lengths)

@@ -1,0 +1,95 @@
+"""The feedback protocol: what every reward source (rules, learned models, simulated or real people) implements.
+
+A feedback model sees finished episodes, never the policy. It is batched: the vector env gathers all
+episodes that end in one step and makes a single ``score`` call, so a learned reward model runs one
+forward pass per step instead of one per episode. Whatever a feedback model returns passes through
+:func:`validate_scores`, so a NaN or a wrong shape is an error that names the episode, never a
+silent reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rlhf_envs.errors import FeedbackError
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One finished (or, for shaping, unfinished) text episode as a feedback model sees it.
+
+    Attributes:
+        prompt: the prompt text.
+        completion: the generated text (EOS and padding removed).
+        prompt_ids: token ids of the prompt.
+        completion_ids: token ids the policy chose, EOS included if it was chosen.
+        terminated: True if the policy ended the episode with EOS; False if the token budget ran out.
+        metadata: task data for this prompt (for example the target string of a copy task or the
+            keywords of a keyword task). Feedback models read what they need from it.
+        seed: a per-episode seed drawn from the env's RNG at reset. Feedback models that are random
+            (noisy raters) derive their randomness from it, so a score does not depend on how
+            episodes were batched and the same env seed always gives the same feedback.
+    """
+
+    prompt: str
+    completion: str
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    terminated: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+@runtime_checkable
+class FeedbackModel(Protocol):
+    """Anything with a batched ``score``: one float per episode, higher is better.
+
+    Optional richer answers (``compare(a, b)`` for pairwise preferences, ``rate(episodes)`` for Likert
+    ratings) are defined by the feedback kinds that support them.
+    """
+
+    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
+        """Return a float32 array of shape ``(len(episodes),)``."""
+        ...
+
+
+def validate_scores(scores: Any, episodes: Sequence[Episode], source: object) -> np.ndarray:
+    """Check that ``scores`` holds one finite number per episode and return it as float32.
+
+    Raises:
+        FeedbackError: wrong type, wrong shape, or a NaN / inf, naming the episode and its prompt.
+    """
+    name = type(source).__name__
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FeedbackError(
+            f"{name}.score returned {type(scores).__name__}, which is not numeric; "
+            f"it must return one float per episode (shape ({len(episodes)},))"
+        ) from exc
+    if arr.shape != (len(episodes),):
+        raise FeedbackError(
+            f"{name}.score returned shape {arr.shape} for {len(episodes)} episodes; "
+            f"it must return shape ({len(episodes)},)"
+        )
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        ep = episodes[i]
+        raise FeedbackError(
+            f"{name}.score returned {arr[i]} for episode {i} "
+            f"(prompt {ep.prompt!r}, completion {ep.completion!r}); scores must be finite"
+            + (f" ({bad.size} non-finite scores in all)" if bad.size > 1 else "")
+        )
+    return arr.astype(np.float32)
+
+
+def score_episodes(model: FeedbackModel, episodes: Sequence[Episode]) -> np.ndarray:
+    """Call ``model.score`` once on the batch and validate the answer (empty batch -> empty array)."""
+    if not episodes:
+        return np.zeros(0, dtype=np.float32)
+    return validate_scores(model.score(episodes), episodes, model)

@@ -1,0 +1,51 @@
+"""Env ids: registered with gymnasium when ``rlhf_envs`` is imported.
+
+Each id is a task name plus default task parameters, with a single-env ``entry_point`` and a
+natively batched ``vector_entry_point``. No ``max_episode_steps``: the envs truncate themselves at
+the task's token budget, so no ``TimeLimit`` wrapper is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+NAMESPACE = "RLHF"
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One registered id: its task and the task's default parameters."""
+
+    id: str
+    task: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+ENTRIES: list[EnvEntry] = [
+    EnvEntry(f"{NAMESPACE}/Copy-v0", "copy", description="repeat a 2-6 letter string"),
+    EnvEntry(f"{NAMESPACE}/Reverse-v0", "reverse", description="write a 2-6 letter string backwards"),
+    EnvEntry(f"{NAMESPACE}/Sort-v0", "sort", description="sort 2-6 digits"),
+    EnvEntry(f"{NAMESPACE}/Addition-v0", "addition", description="add two numbers of up to 2 digits"),
+]
+
+
+def register_envs() -> None:
+    """Register every entry with gymnasium (idempotent)."""
+    for e in ENTRIES:
+        if e.id in gym.registry:
+            continue
+        gym.register(
+            id=e.id,
+            entry_point="rlhf_envs.envs.text_env:TextGenerationEnv",
+            vector_entry_point="rlhf_envs.envs.vector_env:TextGenerationVectorEnv",
+            kwargs={"task": e.task, **e.kwargs},
+        )
+
+
+def list_envs() -> list[str]:
+    """The ids registered by this package, in registration order."""
+    return [e.id for e in ENTRIES]
