@@ -27,9 +27,7 @@ class ShapingTerm(Protocol):
 
     name: str
 
-    def __call__(
-        self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray
-    ) -> np.ndarray: ...
+    def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray: ...
 
 
 class StepPenalty:

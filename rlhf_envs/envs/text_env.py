@@ -8,35 +8,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlhf_envs.errors import EpisodeFinishedError, InvalidActionError, check_known_keys
-from rlhf_envs.feedback.base import score_episodes
+from rlhf_envs.envs.common import check_action, finish_episodes, observation_space, reset_info_keys
 from rlhf_envs.envs.shaping import make_shaping, reset_terms
-from rlhf_envs.tasks.base import Prompt, Task, episodes_from_ids, make_task
+from rlhf_envs.errors import EpisodeFinishedError, check_known_keys
+from rlhf_envs.seeding import episode_keys, stream_key
+from rlhf_envs.tasks.base import PromptBatch, Task, make_task
 
 
-def observation_space(task: Task) -> spaces.Dict:
-    """The Dict observation shared by the single and vector envs."""
-    length = task.max_prompt_tokens + task.max_new_tokens
-    vocab = task.tokenizer.vocab_size
-    return spaces.Dict(
-        {
-            "input_ids": spaces.Box(0, vocab - 1, shape=(length,), dtype=np.int64),
-            "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int8),
-        }
-    )
-
-
-def check_action(action: Any, vocab_size: int) -> int:
-    """Return ``action`` as an int, or raise :class:`InvalidActionError` saying what is allowed."""
-    if isinstance(action, np.ndarray) and action.shape == ():
-        action = action[()]
-    if isinstance(action, bool | np.bool_) or not isinstance(action, int | np.integer):
-        raise InvalidActionError(
-            f"action must be an integer token id in [0, {vocab_size}), got {type(action).__name__} {action!r}"
-        )
-    if not 0 <= action < vocab_size:
-        raise InvalidActionError(f"action {int(action)} is out of range; allowed token ids are [0, {vocab_size})")
-    return int(action)
+def _python(value: Any) -> Any:
+    """numpy scalars -> Python scalars, so SyncVectorEnv batches infos with the natural dtypes."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class TextGenerationEnv(gym.Env):
@@ -70,9 +51,9 @@ class TextGenerationEnv(gym.Env):
 
     ## Starting State
 
-    A prompt drawn by the task from the env's ``np_random`` (or given with
-    ``reset(options={"prompt": text})``). Reset ``info`` holds ``prompt``, the task metadata
-    (for toy tasks ``target``), ``episode_seed`` and ``action_mask``.
+    A prompt drawn by the task from the env's seeded random stream (or given with
+    ``reset(options={"prompt": text})``). Reset ``info`` holds ``prompt``, the task's public
+    metadata (for toy tasks ``target``) and ``action_mask``.
 
     ## Episode End
 
@@ -89,6 +70,13 @@ class TextGenerationEnv(gym.Env):
     * ``shaping``: ``None``, ``{"step_penalty": c, "repeat_penalty": c}``, or a list of
       :class:`~rlhf_envs.envs.shaping.ShapingTerm`.
     * any other keyword is a task parameter (e.g. ``max_length`` for Copy); unknown ones raise.
+
+    ## Seeding
+
+    ``reset(seed=s)`` seeds ``np_random``, which draws a 64-bit stream key; episode ``k`` after it
+    uses ``episode_keys(stream, k)`` (:mod:`rlhf_envs.seeding`) for its prompt and for
+    ``Episode.seed``, the seed random feedback models use. Sub-env ``i`` of the vector env seeded
+    with ``s`` therefore replays this env seeded with ``s + i``.
 
     ## Version History
 
@@ -119,10 +107,12 @@ class TextGenerationEnv(gym.Env):
         self._mask = self.task.action_mask()
         self._ids = np.full(self.max_length, self.pad_id, dtype=np.int64)
         self._length = 0
-        self._prompt: Prompt | None = None
-        self._episode_seed = 0
+        self._prompt_len = 0
+        self._prompt: PromptBatch | None = None
+        self._stream: np.uint64 | None = None
+        self._counter = 0
+        self._key = np.zeros(1, dtype=np.uint64)
         self._done = True
-        self._completion = ""
 
     # -- Gymnasium API ------------------------------------------------------------------------------
 
@@ -130,20 +120,24 @@ class TextGenerationEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         check_known_keys(options, {"prompt"}, "reset options")
-        # Drawn first so that a given prompt does not shift later episodes' random streams.
-        self._episode_seed = int(self.np_random.integers(2**31))
+        if seed is not None or self._stream is None:
+            self._stream, self._counter = stream_key(self.np_random), 0
+        self._key = episode_keys(np.array([self._stream]), np.array([self._counter]))
+        self._counter += 1
         if "prompt" in options:
-            self._prompt = self.task.prompt_from_text(options["prompt"])
+            p = self.task.prompt_from_text(options["prompt"])
+            self._prompt = PromptBatch.from_prompts([p], self.pad_id)
         else:
-            self._prompt = self.task.sample_prompt(self.np_random)
-        n = len(self._prompt.ids)
+            self._prompt = self.task.sample_prompts(self._key)
+        n = int(self._prompt.lengths[0])
         self._ids[:] = self.pad_id
-        self._ids[:n] = self._prompt.ids
-        self._length = n
+        self._ids[:n] = self._prompt.ids[0, :n]
+        self._length = self._prompt_len = n
         self._done = False
-        self._completion = ""
         reset_terms(self.shaping, np.zeros(1, dtype=np.int64), self._ids[None], np.array([n]))
-        info = {"prompt": self._prompt.text, **self._prompt.metadata, "episode_seed": self._episode_seed}
+        info: dict[str, Any] = {"prompt": self._prompt.texts[0]}
+        for key in reset_info_keys(self.task, self._prompt.metadata):
+            info[key] = _python(self._prompt.metadata[key][0])
         info["action_mask"] = self._mask.copy()
         return self._obs(), info
 
@@ -155,9 +149,8 @@ class TextGenerationEnv(gym.Env):
         a = check_action(action, self.vocab_size)
         self._ids[self._length] = a
         self._length += 1
-        n_new = self._length - len(self._prompt.ids)
         terminated = a == self.eos_id
-        truncated = not terminated and n_new >= self.max_new_tokens
+        truncated = not terminated and self._length - self._prompt_len >= self.max_new_tokens
         info: dict[str, Any] = {}
 
         reward = np.float32(0.0)
@@ -168,18 +161,20 @@ class TextGenerationEnv(gym.Env):
         task_reward = np.float32(0.0)
         if terminated or truncated:
             self._done = True
-            (episode,) = episodes_from_ids(
-                [self._prompt],
-                [self._ids[len(self._prompt.ids) : self._length].tolist()],
-                [terminated],
-                [self._episode_seed],
-                self.task.tokenizer,
+            p = self._prompt
+            scores, _, end_info = finish_episodes(
+                self.task,
+                p.ids,
+                p.lengths,
+                p.texts,
+                self._ids[None, self._prompt_len : self._length],
+                np.array([self._length - self._prompt_len]),
+                np.array([terminated]),
+                self._key,
+                p.metadata,
             )
-            task_reward = score_episodes(self.task.feedback, [episode])[0]
-            self._completion = episode.completion
-            info["prompt"] = episode.prompt
-            info["completion"] = episode.completion
-            info.update(self.task.episode_info(episode))
+            task_reward = scores[0]
+            info.update({k: _python(v[0]) for k, v in end_info.items()})
         info["reward_task"] = float(task_reward)
         info["action_mask"] = self._mask.copy()
         return self._obs(), float(reward + task_reward), bool(terminated), bool(truncated), info
@@ -189,10 +184,9 @@ class TextGenerationEnv(gym.Env):
             return None
         if self._prompt is None:
             return ""
-        gen = self._ids[len(self._prompt.ids) : self._length]
-        text = self.task.tokenizer.decode(gen)
-        end = " <eos>" if self._length and self._ids[self._length - 1] == self.eos_id and len(gen) else ""
-        return f"{self._prompt.text}|{text}{end}"
+        gen = self._ids[self._prompt_len : self._length]
+        end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
+        return f"{self._prompt.texts[0]}|{self.task.tokenizer.decode(gen.tolist())}{end}"
 
     def action_masks(self) -> np.ndarray:
         """The action mask as a bool array (the name sb3-contrib's MaskablePPO looks for)."""

@@ -5,6 +5,6 @@ feedback model sees. Kinds live in submodules: ``scripted`` (rules), and in late
 ``learned`` (reward models) and ``simulated`` (a simulated human with a hidden gold utility).
 """
 
-from rlhf_envs.feedback.base import Episode, FeedbackModel, score_episodes, validate_scores
+from rlhf_envs.feedback.base import Episode, EpisodeBatch, FeedbackModel, score_episodes, validate_scores
 
-__all__ = ["Episode", "FeedbackModel", "score_episodes", "validate_scores"]
+__all__ = ["Episode", "EpisodeBatch", "FeedbackModel", "score_episodes", "validate_scores"]

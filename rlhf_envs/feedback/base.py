@@ -9,9 +9,9 @@ silent reward.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +42,73 @@ class Episode:
     terminated: bool
     metadata: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+
+
+class EpisodeBatch(Sequence[Episode]):
+    """A batch of finished episodes held as arrays; also a ``Sequence[Episode]``.
+
+    The vector env hands feedback models one ``EpisodeBatch`` per step. A feedback model that only
+    knows ``Episode`` iterates it (each item is built on demand); one that can work on arrays (for
+    example :class:`~rlhf_envs.feedback.scripted.TargetMatch`) reads the arrays and skips the
+    per-episode Python entirely.
+
+    Attributes:
+        prompts, completions: object arrays of texts, shape ``(B,)``.
+        prompt_ids: int64 ``(B, P)``, right-padded with ``pad_id``; ``prompt_lengths``: int64 ``(B,)``.
+        completion_ids: int64 ``(B, C)``, right-padded with ``pad_id``; ``completion_lengths``: int64
+            ``(B,)`` (EOS counts when the policy chose it).
+        terminated: bool ``(B,)``; seeds: int64 ``(B,)`` (see :attr:`Episode.seed`).
+        metadata: task data, each value an array whose row ``b`` belongs to episode ``b``.
+    """
+
+    def __init__(
+        self,
+        prompts: np.ndarray,
+        completions: np.ndarray,
+        prompt_ids: np.ndarray,
+        prompt_lengths: np.ndarray,
+        completion_ids: np.ndarray,
+        completion_lengths: np.ndarray,
+        terminated: np.ndarray,
+        seeds: np.ndarray,
+        metadata: dict[str, np.ndarray],
+        pad_id: int,
+    ) -> None:
+        self.prompts = prompts
+        self.completions = completions
+        self.prompt_ids = prompt_ids
+        self.prompt_lengths = prompt_lengths
+        self.completion_ids = completion_ids
+        self.completion_lengths = completion_lengths
+        self.terminated = terminated
+        self.seeds = seeds
+        self.metadata = metadata
+        self.pad_id = pad_id
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @overload
+    def __getitem__(self, i: int) -> Episode: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Episode]: ...
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"episode index {i} out of range for a batch of {len(self)}")
+        return Episode(
+            prompt=self.prompts[i],
+            completion=self.completions[i],
+            prompt_ids=tuple(self.prompt_ids[i, : self.prompt_lengths[i]].tolist()),
+            completion_ids=tuple(self.completion_ids[i, : self.completion_lengths[i]].tolist()),
+            terminated=bool(self.terminated[i]),
+            metadata={k: v[i] for k, v in self.metadata.items()},
+            seed=int(self.seeds[i]),
+        )
+
+    def __iter__(self) -> Iterator[Episode]:
+        return (self[i] for i in range(len(self)))
 
 
 @runtime_checkable

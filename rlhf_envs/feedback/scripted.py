@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rlhf_envs.feedback.base import Episode
+from rlhf_envs.feedback.base import Episode, EpisodeBatch
 
 
 class TargetMatch:
@@ -20,15 +20,60 @@ class TargetMatch:
     with EOS excluded from the completion. It is 1.0 exactly when the completion equals the target,
     so extra, missing and wrong tokens all cost, and a random policy earns little.
 
-    The target ids are read from ``episode.metadata["target_ids"]``.
+    The target ids are read from ``episode.metadata["target_ids"]`` (an int array, right-padded
+    with -1, or a tuple). On an :class:`EpisodeBatch` the score is computed on the arrays at once.
     """
 
     def score(self, episodes: Sequence[Episode]) -> np.ndarray:
+        if isinstance(episodes, EpisodeBatch):
+            return self._score_batch(episodes)
         out = np.empty(len(episodes), dtype=np.float32)
         for i, ep in enumerate(episodes):
-            target = ep.metadata["target_ids"]
-            comp = ep.completion_ids[:-1] if ep.terminated else ep.completion_ids
+            target = np.asarray(ep.metadata["target_ids"])
+            target = target[target >= 0]
+            comp = np.asarray(ep.completion_ids[:-1] if ep.terminated else ep.completion_ids)
+            n = min(len(target), len(comp))
             denom = max(len(target), len(comp))
-            hits = sum(a == b for a, b in zip(comp, target))
-            out[i] = hits / denom if denom else 1.0
+            out[i] = (target[:n] == comp[:n]).sum() / denom if denom else 1.0
         return out
+
+    @staticmethod
+    def _score_batch(batch: EpisodeBatch) -> np.ndarray:
+        target = np.asarray(batch.metadata["target_ids"])
+        comp_len = batch.completion_lengths - batch.terminated
+        width = min(target.shape[1], batch.completion_ids.shape[1])
+        pos = np.arange(width)
+        hits = (batch.completion_ids[:, :width] == target[:, :width]) & (pos < comp_len[:, None])
+        denom = np.maximum((target >= 0).sum(axis=1), comp_len)
+        return np.where(denom > 0, hits.sum(axis=1) / np.maximum(denom, 1), 1.0).astype(np.float32)
+
+
+# The rule library lives in rules.py (one idea per file); it is part of this module's public surface.
+from rlhf_envs.feedback.rules import (  # noqa: E402
+    BLEU,
+    ROUGE,
+    Constraint,
+    DistinctN,
+    FunctionFeedback,
+    HardConstraints,
+    KeywordCoverage,
+    RegexMatch,
+    Sentiment,
+    TargetLength,
+    WeightedSum,
+)
+
+__all__ = [
+    "BLEU",
+    "ROUGE",
+    "Constraint",
+    "DistinctN",
+    "FunctionFeedback",
+    "HardConstraints",
+    "KeywordCoverage",
+    "RegexMatch",
+    "Sentiment",
+    "TargetLength",
+    "TargetMatch",
+    "WeightedSum",
+]

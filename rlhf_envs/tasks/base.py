@@ -1,52 +1,110 @@
 """A task is what an env id stands for: a prompt source, a feedback model and limits.
 
 The env classes (single and vector) are generic; everything specific to "copy a string" or "steer
-sentiment" lives in a :class:`Task`. A task draws prompts from the RNG it is handed (the env's
-``np_random`` or a sub-env's generator), so seeding stays with the env.
+sentiment" lives in a :class:`Task`. Prompts are drawn from 64-bit episode keys (see
+:mod:`rlhf_envs.seeding`), so the env owns all randomness and the vector env can draw the prompts
+of every sub-env that resets in a step in one batched call.
+
+A task implements either
+
+* :meth:`Task.sample_prompt` - one prompt from a numpy ``Generator`` (simple; the default
+  :meth:`Task.sample_prompts` seeds one generator per episode key and calls it), or
+* :meth:`Task.sample_prompts` - a whole :class:`PromptBatch` from an array of keys (fast; the toy
+  tasks do this with :func:`rlhf_envs.seeding.uniforms`).
 """
 
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rlhf_envs.errors import ConfigError
-from rlhf_envs.feedback.base import Episode, FeedbackModel
+from rlhf_envs.feedback.base import Episode, EpisodeBatch, FeedbackModel
+from rlhf_envs.seeding import key_to_seed
 from rlhf_envs.tokenization import Tokenizer
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """A prompt drawn by a task: its text, token ids and the task data a feedback model needs."""
+    """One prompt: its text, token ids and the task data a feedback model needs."""
 
     text: str
     ids: tuple[int, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class Task(ABC):
+@dataclass(slots=True)
+class PromptBatch:
+    """Prompts as arrays: ids ``(B, P)`` right-padded, lengths ``(B,)``, texts and metadata ``(B, ...)``."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    texts: np.ndarray
+    metadata: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> Prompt:
+        return Prompt(
+            self.texts[i],
+            tuple(self.ids[i, : self.lengths[i]].tolist()),
+            {k: v[i] for k, v in self.metadata.items()},
+        )
+
+    @classmethod
+    def from_prompts(cls, prompts: list[Prompt], pad_id: int) -> PromptBatch:
+        """Stack single prompts (metadata keys must agree)."""
+        width = max(len(p.ids) for p in prompts)
+        ids = np.full((len(prompts), width), pad_id, dtype=np.int64)
+        for b, p in enumerate(prompts):
+            ids[b, : len(p.ids)] = p.ids
+        texts = np.empty(len(prompts), dtype=object)
+        texts[:] = [p.text for p in prompts]
+        metadata = {}
+        for key in prompts[0].metadata:
+            values = [p.metadata[key] for p in prompts]
+            if all(isinstance(v, bool | int | float | np.number) for v in values):
+                metadata[key] = np.asarray(values)
+            elif all(isinstance(v, np.ndarray) and v.shape == values[0].shape for v in values):
+                metadata[key] = np.stack(values)
+            else:
+                arr = np.empty(len(values), dtype=object)
+                arr[:] = values
+                metadata[key] = arr
+        return cls(ids, np.array([len(p.ids) for p in prompts], dtype=np.int64), texts, metadata)
+
+
+class Task:
     """Base class for tasks.
 
     Subclasses set ``tokenizer``, ``feedback``, ``max_prompt_tokens`` and ``max_new_tokens`` in
-    ``__init__`` and implement :meth:`sample_prompt`. The observation length of the env is
-    ``max_prompt_tokens + max_new_tokens``.
+    ``__init__`` and implement :meth:`sample_prompt` or :meth:`sample_prompts`. The observation
+    length of the env is ``max_prompt_tokens + max_new_tokens``.
     """
 
-    #: short name used in error messages and ``render``
+    #: short name used in error messages
     name: str = "task"
+    #: metadata keys copied into the reset ``info`` (``None`` = all of them)
+    info_keys: tuple[str, ...] | None = None
     tokenizer: Tokenizer
     feedback: FeedbackModel
     max_prompt_tokens: int
     max_new_tokens: int
 
-    @abstractmethod
     def sample_prompt(self, rng: np.random.Generator) -> Prompt:
         """Draw one prompt using only ``rng``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sample_prompt or sample_prompts")
+
+    def sample_prompts(self, keys: np.ndarray) -> PromptBatch:
+        """One prompt per 64-bit episode key; the same key must always give the same prompt."""
+        prompts = [
+            self._checked_prompt(self.sample_prompt(np.random.default_rng(int(s)))) for s in key_to_seed(keys)
+        ]
+        return PromptBatch.from_prompts(prompts, self.tokenizer.pad_id)
 
     def prompt_from_text(self, text: str) -> Prompt:
         """Build the prompt for a user-given text (reset option ``{"prompt": text}``).
@@ -64,7 +122,27 @@ class Task(ABC):
         """Extra per-episode facts for the final step's ``info`` (e.g. ``success``)."""
         return {}
 
-    # -- helpers shared by subclasses -------------------------------------------------------------
+    def episode_infos(self, batch: EpisodeBatch) -> dict[str, np.ndarray]:
+        """:meth:`episode_info` for a whole batch, as arrays (override to vectorise)."""
+        rows = [self.episode_info(ep) for ep in batch]
+        if not rows or not rows[0]:
+            return {}
+        return {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
+
+    def action_mask(self) -> np.ndarray:
+        """The int8 mask over the vocabulary offered as ``info["action_mask"]`` (1 = sensible)."""
+        mask = getattr(self, "_mask", None)
+        if mask is None:
+            mask = np.zeros(self.tokenizer.vocab_size, dtype=np.int8)
+            allowed = self.allowed_token_ids()
+            if allowed is None:
+                mask[:] = 1
+                mask[self.tokenizer.pad_id] = 0
+            else:
+                mask[np.asarray(allowed)] = 1
+            mask[self.tokenizer.eos_id] = 1
+            self._mask = mask
+        return mask
 
     def _checked_prompt(self, prompt: Prompt) -> Prompt:
         if not prompt.ids:
@@ -75,20 +153,6 @@ class Task(ABC):
                 f"at most {self.max_prompt_tokens} are allowed"
             )
         return prompt
-
-    def action_mask(self) -> np.ndarray:
-        """The int8 mask over the vocabulary offered as ``info["action_mask"]`` (1 = sensible)."""
-        if not hasattr(self, "_mask"):
-            mask = np.zeros(self.tokenizer.vocab_size, dtype=np.int8)
-            allowed = self.allowed_token_ids()
-            if allowed is None:
-                mask[:] = 1
-                mask[self.tokenizer.pad_id] = 0
-            else:
-                mask[np.asarray(allowed)] = 1
-            mask[self.tokenizer.eos_id] = 1
-            self._mask = mask
-        return self._mask
 
 
 _TASKS: dict[str, type[Task]] = {}
@@ -107,7 +171,7 @@ def task_names() -> list[str]:
 def task_parameters(cls: type[Task]) -> list[str]:
     """The keyword arguments a task class accepts."""
     params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p != "self"]
+    return [p for p in params if p not in ("self", "args", "kwargs")]
 
 
 def make_task(task: str | Task, **kwargs: Any) -> Task:
@@ -118,8 +182,7 @@ def make_task(task: str | Task, **kwargs: Any) -> Task:
     if isinstance(task, Task):
         if kwargs:
             raise ConfigError(
-                f"task parameters {sorted(kwargs)} were given with a ready Task instance; "
-                "set them on the task instead"
+                f"task parameters {sorted(kwargs)} were given with a ready Task instance; set them on the task instead"
             )
         return task
     if not isinstance(task, str) or task not in _TASKS:
@@ -142,25 +205,3 @@ def check_int_range(name: str, value: Any, low: int, high: int, task: str) -> in
     if not low <= value <= high:
         raise ValueError(f"{task}: {name} must be in [{low}, {high}], got {value}")
     return int(value)
-
-
-def episodes_from_ids(
-    prompts: Sequence[Prompt],
-    completion_ids: Sequence[Sequence[int]],
-    terminated: Sequence[bool],
-    seeds: Sequence[int],
-    tokenizer: Tokenizer,
-) -> list[Episode]:
-    """Assemble :class:`Episode` records for the feedback model (one decode per finished episode)."""
-    return [
-        Episode(
-            prompt=p.text,
-            completion=tokenizer.decode(c),
-            prompt_ids=p.ids,
-            completion_ids=tuple(c),
-            terminated=bool(t),
-            metadata=p.metadata,
-            seed=int(s),
-        )
-        for p, c, t, s in zip(prompts, completion_ids, terminated, seeds, strict=True)
-    ]

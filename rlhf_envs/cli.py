@@ -1,0 +1,70 @@
+"""The ``rlhf-envs`` command line.
+
+Subcommands:
+  list       print the registered env ids
+  demo       the main job on the embedded default (see ``demo``)
+  pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import rlhf_envs
+
+    for env_id in rlhf_envs.list_envs():
+        print(env_id)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rlhf_envs.demo import run_demo
+
+    return run_demo(seed=args.seed, episodes=args.episodes)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from rlhf_envs.lm.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
+    pretrain(args.out, cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (subcommands add themselves here)."""
+    parser = argparse.ArgumentParser(prog="rlhf-envs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="print the registered env ids")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("demo", help="random vs scripted-optimal policy on the toy tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=200)
+    p.set_defaults(func=_cmd_demo)
+
+    from rlhf_envs.lm.pretrain import PretrainConfig
+
+    defaults = PretrainConfig()
+    p = sub.add_parser("pretrain", help="rebuild the embedded default language model (seeded, CPU)")
+    p.add_argument("--out", default="rlhf_envs/assets/default_lm", help="output directory")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--threads", type=int, default=defaults.threads)
+    p.set_defaults(func=_cmd_pretrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlhf-envs`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
