@@ -143,6 +143,8 @@ class TextGenerationVectorEnv(VectorEnv):
         self._reset_called = True
         infos: dict[str, Any] = {}
         self._reset_envs(idx, mask, infos)
+        masks = self._masks.copy() if mask.all() else np.where(mask[:, None], self._masks, 0).astype(np.int8)
+        infos["action_mask"], infos["_action_mask"] = masks, mask.copy()
         return self._obs(), infos
 
     def step(self, actions: Any):
@@ -273,7 +275,11 @@ class TextGenerationVectorEnv(VectorEnv):
         return arr.astype(np.int64, copy=False)
 
     def _reset_envs(self, idx: np.ndarray, sel: np.ndarray, infos: dict[str, Any]) -> None:
-        """Start new episodes in sub-envs ``idx`` (``sel`` is the same as a bool mask)."""
+        """Start new episodes in sub-envs ``idx`` (``sel`` is the same as a bool mask).
+
+        Adds the reset infos (``prompt`` and the task's public metadata); the caller adds
+        ``action_mask``, which every sub-env reports on every step.
+        """
         keys = episode_keys(self._streams[idx], self._counters[idx])
         self._keys[idx] = keys
         self._counters[idx] += np.uint64(1)
@@ -299,11 +305,6 @@ class TextGenerationVectorEnv(VectorEnv):
         for key in reset_info_keys(self.task, batch.metadata):
             rows[key] = batch.metadata[key]
         self._put_rows(infos, rows, idx, sel)
-        if "action_mask" not in infos:
-            masks = (
-                self._masks.copy() if sel.all() else np.where(sel[:, None], self._masks, 0).astype(np.int8)
-            )
-            infos["action_mask"], infos["_action_mask"] = masks, sel.copy()
 
     def _put_rows(
         self, infos: dict[str, Any], rows: dict[str, np.ndarray], idx: np.ndarray, sel: np.ndarray
