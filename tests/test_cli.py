@@ -1,0 +1,24 @@
+"""The command line runs as the README says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import rlhf_envs
+
+
+def run_cli(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "rlhf_envs.cli", *args], capture_output=True, text=True, timeout=300, check=True
+    )
+    return out.stdout
+
+
+def test_cli_list_prints_every_env() -> None:
+    assert run_cli("list").split() == rlhf_envs.list_envs()
+
+
+def test_cli_demo_runs() -> None:
+    out = run_cli("demo", "--episodes", "20")
+    assert "RLHF/Copy-v0" in out and "optimal  mean reward 1.000" in out
