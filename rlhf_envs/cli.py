@@ -3,6 +3,7 @@
 Subcommands:
   list       print the registered env ids
   demo       the main job on the embedded default (see ``demo``)
+  pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, episodes=args.episodes)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from rlhf_envs.lm.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
+    pretrain(args.out, cfg)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands add themselves here)."""
     parser = argparse.ArgumentParser(prog="rlhf-envs", description=__doc__.splitlines()[0])
@@ -39,6 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=200)
     p.set_defaults(func=_cmd_demo)
 
+    from rlhf_envs.lm.loading import DEFAULT_MODEL_DIR
+    from rlhf_envs.lm.pretrain import PretrainConfig
+
+    defaults = PretrainConfig()
+    p = sub.add_parser("pretrain", help="rebuild the embedded default language model (seeded, CPU)")
+    p.add_argument(
+        "--out", default=str(DEFAULT_MODEL_DIR), help="output directory (default: the package's own)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seeds corpus, tokenizer order and training"
+    )
+    p.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps of 32 x 128 tokens")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="torch threads (results depend on it; 2 built the shipped model)",
+    )
+    p.set_defaults(func=_cmd_pretrain)
     return parser
 
 

@@ -30,6 +30,13 @@ ENTRIES: list[EnvEntry] = [
     EnvEntry(f"{NAMESPACE}/Reverse-v0", "reverse", description="write a 2-6 letter string backwards"),
     EnvEntry(f"{NAMESPACE}/Sort-v0", "sort", description="sort 2-6 digits"),
     EnvEntry(f"{NAMESPACE}/Addition-v0", "addition", description="add two numbers of up to 2 digits"),
+    EnvEntry(
+        f"{NAMESPACE}/Sentiment-v0",
+        "sentiment",
+        description="continue a review opening with positive sentiment (VADER)",
+    ),
+    EnvEntry(f"{NAMESPACE}/Keywords-v0", "keywords", description="use one to three given words, fluently"),
+    EnvEntry(f"{NAMESPACE}/Length-v0", "length", description="write the asked number of words, then stop"),
 ]
 
 

@@ -97,3 +97,34 @@ def reset_terms(terms: Sequence[ShapingTerm], idx: np.ndarray, ids: np.ndarray, 
         reset = getattr(t, "reset", None)
         if reset is not None:
             reset(idx, ids, lengths)
+
+
+def task_terms(task: object) -> list[ShapingTerm]:
+    """Shaping terms a task brings itself (a language task's reference-model ``"kl"`` term).
+
+    A task may define ``shaping_terms() -> list[ShapingTerm]``; it is called once per env, so
+    stateful terms (KV caches) are never shared between envs.
+    """
+    make = getattr(task, "shaping_terms", None)
+    return list(make()) if make is not None else []
+
+
+def call_term(
+    term: ShapingTerm,
+    input_ids: np.ndarray,
+    lengths: np.ndarray,
+    actions: np.ndarray,
+    env_indices: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Call ``term`` on the active rows; return its rewards and any extra per-row info.
+
+    Two optional hooks: a term with ``needs_env_indices = True`` also gets ``env_indices=`` (which
+    sub-env each row is, for per-env state such as a KV cache); a term with ``step_info()`` returns
+    extra per-row arrays (e.g. ``{"ref_logprob": ...}``) that the env reports in ``info``.
+    """
+    if getattr(term, "needs_env_indices", False):
+        r = term(input_ids, lengths, actions, env_indices=env_indices)
+    else:
+        r = term(input_ids, lengths, actions)
+    step_info = getattr(term, "step_info", None)
+    return r, (step_info() if step_info is not None else {})

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlhf_envs.envs.common import check_action, finish_episodes, observation_space, reset_info_keys
-from rlhf_envs.envs.shaping import make_shaping, reset_terms
+from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.errors import EpisodeFinishedError, check_known_keys
 from rlhf_envs.seeding import episode_keys, stream_key
 from rlhf_envs.tasks.base import PromptBatch, Task, make_task
@@ -96,7 +96,8 @@ class TextGenerationEnv(gym.Env):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
-        self.shaping = make_shaping(shaping)
+        self.shaping = make_shaping(shaping) + task_terms(self.task)
+        self._env0 = np.zeros(1, dtype=np.int64)
         tok = self.task.tokenizer
         self.vocab_size = tok.vocab_size
         self.pad_id, self.eos_id = tok.pad_id, tok.eos_id
@@ -155,8 +156,10 @@ class TextGenerationEnv(gym.Env):
 
         reward = np.float32(0.0)
         for term in self.shaping:
-            r = np.float32(term(self._ids[None], np.array([self._length]), np.array([a]))[0])
+            rs, extra = call_term(term, self._ids[None], np.array([self._length]), np.array([a]), self._env0)
+            r = np.float32(rs[0])
             info[f"reward_{term.name}"] = float(r)
+            info.update({key: float(value[0]) for key, value in extra.items()})
             reward += r
         task_reward = np.float32(0.0)
         if terminated or truncated:

@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlhf_envs.envs.common import finish_episodes, observation_space, reset_info_keys
-from rlhf_envs.envs.shaping import make_shaping, reset_terms
+from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.errors import ConfigError, EpisodeFinishedError, InvalidActionError, check_known_keys
 from rlhf_envs.seeding import episode_keys, stream_key
 from rlhf_envs.tasks.base import Task, make_task
@@ -78,7 +78,7 @@ class TextGenerationVectorEnv(VectorEnv):
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
-        self.shaping = make_shaping(shaping)
+        self.shaping = make_shaping(shaping) + task_terms(self.task)
 
         tok = self.task.tokenizer
         self.vocab_size, self.pad_id, self.eos_id = tok.vocab_size, tok.pad_id, tok.eos_id
@@ -183,9 +183,13 @@ class TextGenerationVectorEnv(VectorEnv):
         step_values: dict[str, np.ndarray] = {}
         for term in self.shaping:
             r = np.zeros(n, dtype=np.float32)
-            r[act_idx] = term(self._ids[act_idx], self._lengths[act_idx], a)
+            rs, extra = call_term(term, self._ids[act_idx], self._lengths[act_idx], a, act_idx)
+            r[act_idx] = rs
             rewards += r
             step_values[f"reward_{term.name}"] = r.astype(np.float64)
+            for key, value in extra.items():
+                step_values[key] = np.zeros(n, dtype=np.float64)
+                step_values[key][act_idx] = value
 
         # One feedback call for every episode that ended in this step.
         end_info: dict[str, np.ndarray] = {}
