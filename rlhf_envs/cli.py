@@ -2,7 +2,8 @@
 
 Subcommands:
   list       print the registered env ids
-  demo       the main job on the embedded default (see ``demo``)
+  demo       the main job: PPO steers the embedded model towards positive sentiment (a few minutes)
+  toy-demo   random vs scripted-optimal policy on the toy tasks (seconds, no training)
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
 """
 
@@ -22,6 +23,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from agents.demo import run
+
+    run(seed=args.seed, timesteps=args.timesteps, out_dir=args.out, progress_bar=not args.no_progress)
+    return 0
+
+
+def _cmd_toy_demo(args: argparse.Namespace) -> int:
     from rlhf_envs.demo import run_demo
 
     return run_demo(seed=args.seed, episodes=args.episodes)
@@ -43,10 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="print the registered env ids")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("demo", help="random vs scripted-optimal policy on the toy tasks")
+    p = sub.add_parser("demo", help="PPO on RLHF/Sentiment-v0 with the embedded model, samples before/after, plot")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timesteps", type=int, default=20_000, help="generated tokens to train on")
+    p.add_argument("--out", default="runs/demo", help="where the learning curve, logs and checkpoint go")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("toy-demo", help="random vs scripted-optimal policy on the toy tasks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=200)
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_toy_demo)
 
     from rlhf_envs.lm.loading import DEFAULT_MODEL_DIR
     from rlhf_envs.lm.pretrain import PretrainConfig

@@ -19,6 +19,13 @@ def test_cli_list_prints_every_env() -> None:
     assert run_cli("list").split() == rlhf_envs.list_envs()
 
 
-def test_cli_demo_runs() -> None:
-    out = run_cli("demo", "--episodes", "20")
+def test_cli_toy_demo_runs() -> None:
+    out = run_cli("toy-demo", "--episodes", "20")
     assert "RLHF/Copy-v0" in out and "optimal  mean reward 1.000" in out
+
+
+def test_cli_demo_runs_a_short_ppo_job(tmp_path) -> None:
+    """The `make demo` command, on a budget of two PPO iterations: samples, figures and a plot."""
+    out = run_cli("demo", "--timesteps", "1500", "--out", str(tmp_path), "--no-progress")
+    assert "before" in out.lower() and "after" in out.lower()
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0

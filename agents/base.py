@@ -1,0 +1,378 @@
+"""The on-policy agent skeleton shared by PPO, A2C and REINFORCE (SB3's class structure).
+
+:class:`OnPolicyAgent` owns the env, the policy, the optimiser, the generators and the
+``learn`` loop (reset -> collect -> update -> log -> checkpoint). A subclass supplies only
+``train(batch, progress_remaining)``: the update rule. ``learn`` / ``evaluate`` / ``save`` /
+``load`` are the public surface.
+
+Seeding has no global side effects: the agent draws every random number from its own
+``torch.Generator`` objects (network initialisation, action sampling, minibatch shuffling) and its
+own ``numpy.random.Generator`` (env seeds). Building or training an agent leaves ``torch``'s and
+``numpy``'s global RNGs untouched, and two agents with the same seed produce the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from agents import checkpoint as ckpt
+from agents.config import OnPolicyConfig
+from agents.envs import autoreset_mode, is_token_space, make_vector_env
+from agents.logging import TrainingLogger
+from agents.policies import MLPActorCritic
+from agents.rollout import Batch, EpisodeTracker, StepCollector, summarize_episodes
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss or gradient became NaN/inf; training stopped before the weights were touched."""
+
+
+Callback = Callable[["OnPolicyAgent", dict[str, float]], bool | None]
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """``(x - mean) / std`` over the entries where ``mask`` is set (masked entries become 0)."""
+    if mask is None or bool(mask.all()):
+        return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
+    m = mask.to(x.dtype)
+    n = m.sum().clamp(min=1)
+    mean = (x * m).sum() / n
+    var = (((x - mean) * m) ** 2).sum() / (n - 1).clamp(min=1)
+    return (x - mean) / (var.sqrt() + eps) * m
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(target - pred) / Var(target) over masked entries (nan when Var(target) = 0)."""
+    m = mask.bool()
+    p, t = pred[m].double(), target[m].double()
+    var = t.var(unbiased=False) if t.numel() else torch.tensor(0.0)
+    return float("nan") if var == 0 else float(1 - (t - p).var(unbiased=False) / var)
+
+
+class OnPolicyAgent:
+    """Base class: see the module docstring. Subclasses set ``config_class`` and ``train``."""
+
+    config_class: type[OnPolicyConfig] = OnPolicyConfig
+
+    def __init__(self, env_or_id: Any, seed: int = 0, **config: Any) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.config = cfg = self.config_class.from_kwargs(**config)
+        self.seed = int(seed)
+        # Two generators: one for initialisation (CPU), one for sampling/shuffling on the device.
+        self.init_rng = torch.Generator().manual_seed(self.seed)
+        self.torch_rng = torch.Generator(device=cfg.device).manual_seed(self.seed + 1)
+        self.np_rng = np.random.default_rng(self.seed)
+        self.env_id = env_or_id if isinstance(env_or_id, str) else None
+        self.env = make_vector_env(env_or_id, cfg.n_envs, cfg.env_kwargs)
+        self.autoreset = autoreset_mode(self.env)
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        token_env = is_token_space(self.observation_space)
+        self.bootstrap_truncated = (
+            (not token_env) if cfg.bootstrap_truncated is None else cfg.bootstrap_truncated
+        )
+        self.policy = self._build_policy()
+        self.policy.to(cfg.device)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
+        else:
+            self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=1e-5)
+        self.collector = self._build_collector()
+        self.num_timesteps = 0
+        self.iteration = 0
+        self._total_timesteps = 0
+        self._needs_reset = True
+        self.last_checkpoint: str | None = None
+
+    # -- construction hooks -----------------------------------------------------------------------
+
+    def _build_policy(self) -> torch.nn.Module:
+        cfg = self.config
+        if cfg.policy == "lm":
+            from agents.lm import LMActorCritic
+
+            return LMActorCritic.from_config(cfg, self.observation_space, self.action_space, self.init_rng)
+        return MLPActorCritic(
+            self.observation_space,
+            self.action_space,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.log_std_init,
+            self.init_rng,
+        )
+
+    def _build_collector(self) -> Any:
+        if self.config.policy == "lm":
+            from agents.lm import EpisodeCollector
+
+            return EpisodeCollector(self)
+        return StepCollector(
+            self.env, self.policy, self.autoreset, self.bootstrap_truncated, self.config.device
+        )
+
+    # -- the update rule (subclasses) -------------------------------------------------------------
+
+    def train(self, batch: Batch, progress_remaining: float) -> dict[str, float]:
+        """One update from ``batch``; returns the metrics to log."""
+        raise NotImplementedError
+
+    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_probs, entropy, values)`` of the current policy for the stored actions."""
+        if self.config.policy == "lm":
+            return self.policy.evaluate_batch(batch)
+        return self.policy.evaluate_actions(batch.obs, batch.actions)
+
+    def optimize(self, loss: torch.Tensor, batch: Batch, terms: dict[str, torch.Tensor]) -> float:
+        """Backward, clip the global gradient norm, step. Non-finite loss or gradients raise first."""
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(self._diagnose("loss", batch, terms))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDivergedError(self._diagnose("gradient norm", batch, terms))
+        self.optimizer.step()
+        return float(grad_norm)
+
+    def _diagnose(self, what: str, batch: Batch, terms: dict[str, torch.Tensor]) -> str:
+        parts = [f"{k}={float(v.detach()):.4g}" for k, v in terms.items()]
+        bad = []
+        for name in ("rewards", "values", "advantages", "returns", "log_probs"):
+            t = getattr(batch, name)
+            n_bad = int((~torch.isfinite(t)).sum())
+            if n_bad:
+                bad.append(f"{n_bad} non-finite {name}")
+        for name, p in self.policy.named_parameters():
+            if not torch.isfinite(p).all():
+                bad.append(f"non-finite parameter {name}")
+                break
+        where = f"iteration {self.iteration}, {self.num_timesteps} env steps"
+        cause = (
+            "; ".join(bad)
+            if bad
+            else "inputs finite (the update itself overflowed: try a lower learning rate)"
+        )
+        keep = f"; last checkpoint {self.last_checkpoint!r} is intact" if self.last_checkpoint else ""
+        return f"non-finite {what} at {where} ({', '.join(parts)}); {cause}; weights not updated{keep}"
+
+    # -- learning ---------------------------------------------------------------------------------
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Callback | None = None,
+        progress_bar: bool = True,
+        reset_num_timesteps: bool = True,
+    ) -> OnPolicyAgent:
+        """Train for ``total_timesteps`` env steps (generated tokens for LM policies).
+
+        ``callback(agent, metrics)`` runs after every iteration; returning ``False`` stops training.
+        To resume a run from a checkpoint: ``agent = PPO.load(path)`` then
+        ``agent.learn(total - agent.num_timesteps, reset_num_timesteps=False)`` (SB3's convention):
+        it repeats the uninterrupted run exactly on CPU.
+        """
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, int | np.integer)
+            or total_timesteps < 0
+        ):
+            raise ValueError(f"total_timesteps must be a non-negative int, got {total_timesteps!r}")
+        cfg = self.config
+        if reset_num_timesteps:
+            self.num_timesteps = self.iteration = 0
+            self._needs_reset = True
+        self._total_timesteps = self.num_timesteps + int(total_timesteps)
+        logger = TrainingLogger(
+            cfg.log_dir, self._total_timesteps, self.num_timesteps, progress_bar, cfg.tensorboard
+        )
+        try:
+            while self.num_timesteps < self._total_timesteps:
+                if self._needs_reset:
+                    self.collector.reset(int(self.np_rng.integers(2**31)))
+                    self._needs_reset = False
+                progress_remaining = 1.0 - self.num_timesteps / self._total_timesteps
+                lr = cfg.learning_rate * (progress_remaining if cfg.anneal_lr else 1.0)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                t0 = time.perf_counter()
+                self.policy.eval()
+                batch, n_steps, metrics = self.collector.collect(self)
+                t1 = time.perf_counter()
+                self.num_timesteps += n_steps
+                self.iteration += 1
+                self.policy.train()
+                metrics.update(self.train(batch, progress_remaining))
+                self.policy.eval()
+                t2 = time.perf_counter()
+                metrics.update(
+                    iteration=self.iteration,
+                    learning_rate=lr,
+                    fps=n_steps / max(t2 - t0, 1e-9),
+                    rollout_seconds=t1 - t0,
+                    update_seconds=t2 - t1,
+                )
+                logger.log(self.num_timesteps, metrics, n_steps)
+                if cfg.checkpoint_dir is not None and self.iteration % cfg.checkpoint_every == 0:
+                    self.save(os.path.join(cfg.checkpoint_dir, "last"))
+                    self._needs_reset = True  # see OnPolicyConfig.checkpoint_every
+                if callback is not None and callback(self, metrics) is False:
+                    break
+        finally:
+            logger.close()
+        return self
+
+    # -- evaluation -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(
+        self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None, env: Any = None
+    ) -> dict[str, float]:
+        """Run ``n_episodes`` episodes and summarise them.
+
+        Returns ``mean_return``, ``std_return``, ``mean_length``, ``n_episodes``, the mean per-episode
+        sum of every ``info["reward_<term>"]`` the env reports (``reward_task``, shaping terms), and
+        ``success_rate`` when the env reports ``info["success"]``. Evaluation draws from its own
+        generators (``seed``, default ``agent.seed + 1000``), so it does not change training.
+        The env is a fresh one built from the env id (or ``env``); an agent built from an env
+        instance evaluates on its training env and resets it before training continues.
+        """
+        if n_episodes < 1:
+            raise ValueError(f"n_episodes must be positive, got {n_episodes}")
+        seed = self.seed + 1000 if seed is None else int(seed)
+        cfg = self.config
+        if env is None:
+            if self.env_id is not None:
+                env = make_vector_env(self.env_id, min(n_episodes, cfg.n_envs), cfg.env_kwargs)
+            else:
+                env = self.env
+                self._needs_reset = True
+        elif not hasattr(env, "num_envs"):
+            env = make_vector_env(env, 1)
+        gen = torch.Generator(device=cfg.device).manual_seed(seed)
+        self.policy.eval()
+        if cfg.policy == "lm":
+            episodes = self.collector.evaluate(env, n_episodes, deterministic, seed, gen)
+        else:
+            episodes = self._evaluate_steps(env, n_episodes, deterministic, seed, gen)
+        return summarize_episodes(episodes)
+
+    def _evaluate_steps(
+        self, env: Any, n_episodes: int, deterministic: bool, seed: int, gen: torch.Generator
+    ) -> list[dict[str, float]]:
+        n = env.num_envs
+        mode = autoreset_mode(env)
+        targets = np.array([(n_episodes + i) // n for i in range(n)])
+        counts = np.zeros(n, dtype=np.int64)
+        tracker = EpisodeTracker(n, maxlen=None)
+        obs, _ = env.reset(seed=seed)
+        prev_done = np.zeros(n, dtype=bool)
+        episodes: list[dict[str, float]] = []
+        pol, dev = self.policy, self.config.device
+        while (counts < targets).any():
+            out = pol.act(pol.encoder(obs, dev), gen, deterministic=deterministic)
+            obs, rewards, term, trunc, infos = env.step(pol.to_env_actions(out.actions))
+            valid = ~prev_done if mode == AutoresetMode.NEXT_STEP else np.ones(n, dtype=bool)
+            ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, valid)
+            finished = list(tracker.completed)[len(tracker.completed) - len(ended) :]
+            for i, ep in zip(ended, finished, strict=True):
+                if counts[i] < targets[i]:
+                    episodes.append(ep)
+                    counts[i] += 1
+            done = (np.asarray(term) | np.asarray(trunc)) & valid
+            if mode == AutoresetMode.DISABLED and done.any():
+                obs, _ = env.reset(options={"reset_mask": done})
+            prev_done = done if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
+        return episodes
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations (MLP policies), in the env's format."""
+        if self.config.policy == "lm":
+            raise NotImplementedError(
+                "LM policies act on whole episodes: use evaluate() or agent.policy.sample()"
+            )
+        with torch.no_grad():
+            out = self.policy.act(self.policy.encoder(obs, self.config.device), self.torch_rng, deterministic)
+        return self.policy.to_env_actions(out.actions)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save(self, path: str) -> str:
+        """Write a checkpoint directory at ``path`` atomically (see :mod:`agents.checkpoint`)."""
+        tensors, optim_meta = ckpt.optimizer_state(self.optimizer)
+        tensors["rng.init"] = self.init_rng.get_state()
+        tensors["rng.torch"] = self.torch_rng.get_state().cpu()
+        meta = {
+            "algorithm": type(self).__name__,
+            "config": self.config.to_json_dict(),
+            "seed": self.seed,
+            "env_id": self.env_id,
+            "num_timesteps": self.num_timesteps,
+            "iteration": self.iteration,
+            "total_timesteps": self._total_timesteps,
+            "np_rng": self.np_rng.bit_generator.state,
+            "optimizer": optim_meta,
+            "policy": self.policy.checkpoint_meta() if hasattr(self.policy, "checkpoint_meta") else {},
+            "collector": self.collector.state_dict() if hasattr(self.collector, "state_dict") else {},
+        }
+        ckpt.write_checkpoint(path, self.policy, tensors, meta)
+        self.last_checkpoint = path
+        return path
+
+    @classmethod
+    def load(cls, path: str, env: Any = None, **overrides: Any) -> OnPolicyAgent:
+        """Rebuild an agent from a checkpoint written by :meth:`save`.
+
+        ``env`` is needed when the agent was trained on an env instance (no id to rebuild from).
+        ``overrides`` replace config fields (e.g. ``log_dir``, ``device``).
+        """
+        meta, tensors, model_file = ckpt.read_checkpoint(path)
+        if meta["algorithm"] != cls.__name__:
+            raise ValueError(f"checkpoint {path!r} holds a {meta['algorithm']} agent, not {cls.__name__}")
+        config = dict(meta["config"])
+        config["hidden_sizes"] = tuple(config["hidden_sizes"])
+        if config.get("policy") == "lm" and "model" not in overrides:
+            from agents.lm import model_from_meta
+
+            config["model"] = model_from_meta(meta["policy"])
+        config.update(overrides)
+        target_env = env if env is not None else meta["env_id"]
+        if target_env is None:
+            raise ValueError(f"checkpoint {path!r} was trained on an env instance; pass env= to load it")
+        agent = cls(target_env, seed=meta["seed"], **config)
+        if env is not None and isinstance(env, str):
+            agent.env_id = env
+        elif env is None:
+            agent.env_id = meta["env_id"]
+        ckpt.load_weights(agent.policy, model_file)
+        ckpt.load_optimizer_state(agent.optimizer, tensors, meta["optimizer"])
+        agent.init_rng.set_state(tensors["rng.init"])
+        agent.torch_rng.set_state(tensors["rng.torch"].to(agent.torch_rng.device))
+        agent.np_rng.bit_generator.state = meta["np_rng"]
+        agent.num_timesteps = int(meta["num_timesteps"])
+        agent.iteration = int(meta["iteration"])
+        agent._total_timesteps = int(meta["total_timesteps"])
+        if hasattr(agent.collector, "load_state_dict"):
+            agent.collector.load_state_dict(meta.get("collector", {}))
+        agent._needs_reset = True
+        agent.last_checkpoint = path
+        return agent
+
+    def close(self) -> None:
+        """Close the env."""
+        self.env.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(env={self.env_id or type(self.env).__name__}, seed={self.seed}, policy={self.config.policy})"

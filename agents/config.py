@@ -1,0 +1,239 @@
+"""Agent configuration: one dataclass per algorithm, every default documented in place.
+
+``PPO(env, seed=0, **config)`` builds a :class:`PPOConfig` from the keyword arguments, so the
+fields below are the agent's keyword arguments. Unknown keywords raise a :class:`ConfigError` that
+lists the allowed ones. Language-model policies (``policy="lm"``) start from the ``LM_DEFAULTS`` of
+the class (the lm-human-preferences / TRL settings) for every field the caller did not set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rlhf_envs.errors import ConfigError
+
+
+@dataclass
+class OnPolicyConfig:
+    """Settings shared by PPO, A2C and REINFORCE (the CleanRL CartPole settings by default)."""
+
+    # -- environment ----------------------------------------------------------------------------
+    #: number of parallel sub-envs (ignored when a VectorEnv instance is passed)
+    n_envs: int = 4
+    #: keyword arguments for ``gym.make_vec`` / ``gym.make`` when an env id is given
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ``None``: bootstrap on truncation for ordinary envs (time limits), but treat the rlhf text
+    #: envs' truncation at the token budget as the end of the task (the feedback model already
+    #: paid the final reward there). ``True`` / ``False`` force one or the other.
+    bootstrap_truncated: bool | None = None
+
+    # -- rollout ----------------------------------------------------------------------------------
+    #: env steps per sub-env per rollout (MLP policies); LM policies collect one episode per sub-env
+    n_steps: int = 128
+    #: discount factor
+    gamma: float = 0.99
+    #: GAE lambda (1.0 = Monte Carlo returns with bootstrapping only at cuts)
+    gae_lambda: float = 0.95
+
+    # -- optimisation -----------------------------------------------------------------------------
+    #: learning rate (Adam eps 1e-5)
+    learning_rate: float = 2.5e-4
+    #: linearly anneal the learning rate to 0 over the ``learn`` call
+    anneal_lr: bool = True
+    #: "adam" or "rmsprop" (SB3's A2C optimiser)
+    optimizer: str = "adam"
+    #: global gradient-norm clip (applied before every optimiser step); ``None`` disables it
+    max_grad_norm: float | None = 0.5
+    #: value-loss coefficient
+    vf_coef: float = 0.5
+    #: entropy-bonus coefficient
+    ent_coef: float = 0.01
+    #: advantage normalisation: "minibatch" (CleanRL), "batch" (whitening, TRL) or "none"
+    norm_adv: str = "minibatch"
+
+    # -- policy -----------------------------------------------------------------------------------
+    #: "mlp" (any Discrete/Box-action env) or "lm" (a transformers causal LM over a token env)
+    policy: str = "mlp"
+    #: hidden layer widths of the separate actor and critic MLPs
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    #: "tanh" (CleanRL) or "relu"
+    activation: str = "tanh"
+    #: initial log standard deviation of the Gaussian policy (Box actions)
+    log_std_init: float = 0.0
+
+    # -- language-model policy (policy="lm") --------------------------------------------------------
+    #: a ``transformers`` causal LM instance or a path/name for ``AutoModelForCausalLM.from_pretrained``
+    model: Any = None
+    #: sampling temperature, used identically in rollout, reference and training passes
+    temperature: float = 1.0
+    #: initial KL-penalty coefficient beta (reward -= beta * KL per token)
+    kl_coef: float = 0.05
+    #: "k1" (logp - logp_ref) or "k3" ((r - 1) - log r, r = p_ref / p) per-token penalty estimator
+    kl_estimator: str = "k1"
+    #: adapt beta towards ``kl_target`` (Ziegler et al. 2019) instead of keeping it fixed
+    adaptive_kl: bool = False
+    #: target KL per episode (nats) for the adaptive controller
+    kl_target: float = 6.0
+    #: horizon (episodes) of the adaptive controller
+    kl_horizon: int = 10_000
+    #: initial std of the value head's weights (small: the value starts near 0)
+    value_head_init_std: float = 1e-3
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    #: torch device
+    device: str = "cpu"
+    #: directory for TensorBoard events and ``progress.csv``; ``None`` logs nothing to disk
+    log_dir: str | None = None
+    #: write TensorBoard events into ``log_dir``
+    tensorboard: bool = True
+    #: directory for periodic checkpoints; ``None`` disables them
+    checkpoint_dir: str | None = None
+    #: checkpoint every this many rollout/update iterations. At each checkpoint the envs are
+    #: re-seeded from the agent's generator, so the state at a checkpoint is fully captured by the
+    #: weights, optimiser and generators, and a resumed run repeats the uninterrupted one exactly
+    #: (running episodes are cut there and bootstrapped like time-limit truncations).
+    checkpoint_every: int = 10
+
+    #: fields whose defaults differ for ``policy="lm"`` (applied only when not given explicitly)
+    LM_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` / ``ValueError`` on settings that cannot work."""
+        for name in ("n_envs", "n_steps", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        choices = {
+            "optimizer": ("adam", "rmsprop"),
+            "norm_adv": ("minibatch", "batch", "none"),
+            "policy": ("mlp", "lm"),
+            "activation": ("tanh", "relu"),
+            "kl_estimator": ("k1", "k3"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}")
+        if self.learning_rate <= 0 or self.temperature <= 0:
+            raise ValueError("learning_rate and temperature must be positive")
+        if self.policy == "lm" and self.model is None:
+            raise ConfigError("policy='lm' needs model= (a transformers causal LM instance or a path)")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> OnPolicyConfig:
+        """Build the config from agent keyword arguments (LM preset applied for ``policy="lm"``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} option(s): {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(sorted(names))}"
+            )
+        if kwargs.get("policy") == "lm":
+            kwargs = {**cls.LM_DEFAULTS, **kwargs}
+        return cls(**kwargs)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the settings (a model instance is recorded by its class name only)."""
+        # not dataclasses.asdict: it would deep-copy a model instance held in ``model``
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["env_kwargs"] = dict(self.env_kwargs)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        if self.model is not None and not isinstance(self.model, str):
+            out["model"] = f"<{type(self.model).__name__} instance>"
+        return out
+
+
+_LM_COMMON: dict[str, Any] = {
+    "n_envs": 64,
+    "gamma": 1.0,
+    "gae_lambda": 0.95,
+    "learning_rate": 1e-5,
+    "anneal_lr": False,
+    "ent_coef": 0.0,
+    "vf_coef": 0.1,
+    "norm_adv": "batch",
+    "max_grad_norm": 1.0,
+    "kl_coef": 0.05,
+}
+
+
+@dataclass
+class PPOConfig(OnPolicyConfig):
+    """PPO: clipped surrogate over ``n_epochs`` passes of shuffled minibatches.
+
+    Defaults are CleanRL's CartPole settings (4 envs x 128 steps, 4 epochs x 4 minibatches, clip
+    0.2, entropy 0.01). With ``policy="lm"`` the defaults become lm-human-preferences / TRL's:
+    64 episodes per batch, gamma 1, lambda 0.95, whitened advantages, value clip 0.2, 4 epochs,
+    vf_coef 0.1, lr 1e-5 and a fixed KL coefficient 0.05.
+    """
+
+    #: optimisation passes over each rollout
+    n_epochs: int = 4
+    #: minibatches per pass (transitions for MLPs, episodes for LMs)
+    n_minibatches: int = 4
+    #: policy-ratio clip range (linearly annealed with the LR when ``anneal_clip``)
+    clip_range: float = 0.2
+    #: anneal the clip range with the same linear schedule as the LR
+    anneal_clip: bool = False
+    #: value-loss clip range around the old values; ``None`` = unclipped MSE
+    clip_range_vf: float | None = 0.2
+    #: stop the epoch loop early when the k3 approx-KL exceeds this; ``None`` disables it
+    target_kl: float | None = None
+
+    LM_DEFAULTS: ClassVar[dict[str, Any]] = {**_LM_COMMON, "n_minibatches": 4, "n_epochs": 4}
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_epochs", "n_minibatches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        if self.clip_range <= 0:
+            raise ValueError(f"clip_range must be positive, got {self.clip_range}")
+
+
+@dataclass
+class A2CConfig(OnPolicyConfig):
+    """A2C: one gradient step per short rollout on the whole batch (SB3's A2C defaults).
+
+    5 steps per env, RMSprop (alpha 0.99, eps 1e-5), lr 7e-4, no GAE smoothing (lambda 1),
+    no entropy bonus, no advantage normalisation.
+    """
+
+    n_steps: int = 5
+    learning_rate: float = 7e-4
+    optimizer: str = "rmsprop"
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.0
+    norm_adv: str = "none"
+    anneal_lr: bool = False
+    checkpoint_every: int = 100
+
+    LM_DEFAULTS: ClassVar[dict[str, Any]] = dict(_LM_COMMON)
+
+
+@dataclass
+class REINFORCEConfig(OnPolicyConfig):
+    """REINFORCE with a learned state-value baseline.
+
+    Advantages are Monte Carlo returns minus the baseline (lambda 1; an episode cut by the rollout
+    boundary or a time limit is completed with the baseline's estimate). One full-batch gradient
+    step per rollout; the baseline is fitted by the same step through ``vf_coef``.
+    """
+
+    n_steps: int = 256
+    learning_rate: float = 1e-3
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.0
+    norm_adv: str = "batch"
+    anneal_lr: bool = False
+
+    LM_DEFAULTS: ClassVar[dict[str, Any]] = {**_LM_COMMON, "gae_lambda": 1.0}

@@ -1,0 +1,72 @@
+"""Turning whatever the user passed (an id, an Env, a VectorEnv) into one vector env the agent steps.
+
+Agents always talk to a Gymnasium ``VectorEnv``: ids with a ``vector_entry_point`` (every rlhf id)
+get the natively batched env, other ids a ``SyncVectorEnv``; a single ``Env`` instance becomes a
+one-env ``SyncVectorEnv``. The autoreset mode is read from ``metadata["autoreset_mode"]`` so the
+rollout code knows whether to mask reset steps (NEXT_STEP), read ``final_obs`` (SAME_STEP) or reset
+finished sub-envs itself (DISABLED).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rlhf_envs.errors import ConfigError
+
+
+def make_vector_env(env_or_id: Any, n_envs: int, env_kwargs: dict[str, Any] | None = None) -> VectorEnv:
+    """Return a ``VectorEnv`` for an env id, an ``Env`` instance or a ``VectorEnv`` instance."""
+    env_kwargs = dict(env_kwargs or {})
+    if isinstance(env_or_id, VectorEnv):
+        return env_or_id
+    if isinstance(env_or_id, gym.Env):
+        env = env_or_id
+        return gym.vector.SyncVectorEnv([lambda: env])
+    if isinstance(env_or_id, str):
+        if env_or_id.startswith("RLHF/") or env_or_id.split(":")[-1].startswith("RLHF/"):
+            import rlhf_envs  # noqa: F401  (registers the ids)
+        env_id = env_or_id.split(":")[-1]
+        if ":" in env_or_id:
+            gym.make(env_or_id).close()  # imports the module named before the colon
+        try:
+            spec = gym.spec(env_id)
+        except gym.error.Error as exc:
+            raise ConfigError(f"unknown env id {env_or_id!r}: {exc}") from None
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode=mode, **env_kwargs)
+    raise ConfigError(
+        f"env_or_id must be an env id string, a gymnasium.Env or a gymnasium.vector.VectorEnv, "
+        f"got {type(env_or_id).__name__}"
+    )
+
+
+def autoreset_mode(env: VectorEnv) -> AutoresetMode:
+    """The env's autoreset mode (NEXT_STEP when the env does not say, as in Gymnasium < 1.1)."""
+    mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    return mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
+
+
+def is_token_space(space: spaces.Space) -> bool:
+    """True for the rlhf text observation: Dict(input_ids int Box[L], attention_mask int Box[L])."""
+    if not isinstance(space, spaces.Dict) or set(space.spaces) != {"input_ids", "attention_mask"}:
+        return False
+    ids, mask = space["input_ids"], space["attention_mask"]
+    return (
+        isinstance(ids, spaces.Box)
+        and isinstance(mask, spaces.Box)
+        and ids.dtype.kind in "iu"
+        and len(ids.shape) == 1
+        and mask.shape == ids.shape
+    )
+
+
+def env_id_of(env_or_id: Any) -> str | None:
+    """The env id when the agent can rebuild the env itself (for evaluation envs and ``load``)."""
+    if isinstance(env_or_id, str):
+        return env_or_id
+    spec = getattr(env_or_id, "spec", None)
+    return getattr(spec, "id", None) if spec is not None else None
