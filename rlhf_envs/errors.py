@@ -22,6 +22,13 @@ class FeedbackError(ValueError):
     """A feedback model returned something that is not one finite float per episode."""
 
 
+class BudgetExhaustedError(FeedbackError):
+    """A simulated (or real) rater refused queries because the feedback budget is spent.
+
+    Raised before anything is answered or charged, so the caller can stop asking or raise the budget.
+    """
+
+
 class ConfigError(TypeError):
     """An unknown or ill-typed constructor argument, reset option or task parameter."""
 

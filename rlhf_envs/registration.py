@@ -37,6 +37,11 @@ ENTRIES: list[EnvEntry] = [
     ),
     EnvEntry(f"{NAMESPACE}/Keywords-v0", "keywords", description="use one to three given words, fluently"),
     EnvEntry(f"{NAMESPACE}/Length-v0", "length", description="write the asked number of words, then stop"),
+    EnvEntry(
+        f"{NAMESPACE}/SimulatedHuman-v0",
+        "simulated_human",
+        description="sentiment judged by a reward model fitted from a simulated human; gold in info",
+    ),
 ]
 
 

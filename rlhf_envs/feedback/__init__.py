@@ -1,8 +1,11 @@
 """Feedback models: the reward side of RLHF.
 
 ``FeedbackModel`` is the protocol (batched ``score(episodes) -> float32[B]``); ``Episode`` is what a
-feedback model sees. Kinds live in submodules: ``scripted`` (rules), and in later versions
-``learned`` (reward models) and ``simulated`` (a simulated human with a hidden gold utility).
+feedback model sees. Kinds live in submodules (imported on demand, so rules do not pull in torch):
+``scripted`` (rules and their combinations), ``learned`` (``RewardModel``: reward models fitted from
+ratings, preferences or rankings) and ``simulated`` (``SimulatedHuman``: a hidden gold utility seen
+through a noisy, biased, budgeted rater). ``synthetic`` generates seeded test text;
+``preference_task`` defines ``RLHF/SimulatedHuman-v0``.
 """
 
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, FeedbackModel, score_episodes, validate_scores

@@ -47,3 +47,33 @@ class TargetMatch:
         denom = np.maximum((target >= 0).sum(axis=1), comp_len)
         return np.where(denom > 0, hits.sum(axis=1) / np.maximum(denom, 1), 1.0).astype(np.float32)
 
+
+# The rule library lives in rules.py (one idea per file); it is part of this module's public surface.
+from rlhf_envs.feedback.rules import (  # noqa: E402
+    BLEU,
+    ROUGE,
+    Constraint,
+    DistinctN,
+    FunctionFeedback,
+    HardConstraints,
+    KeywordCoverage,
+    RegexMatch,
+    Sentiment,
+    TargetLength,
+    WeightedSum,
+)
+
+__all__ = [
+    "BLEU",
+    "ROUGE",
+    "Constraint",
+    "DistinctN",
+    "FunctionFeedback",
+    "HardConstraints",
+    "KeywordCoverage",
+    "RegexMatch",
+    "Sentiment",
+    "TargetLength",
+    "TargetMatch",
+    "WeightedSum",
+]

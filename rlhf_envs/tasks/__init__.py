@@ -4,3 +4,5 @@ from rlhf_envs.tasks import language, toy  # noqa: F401  (registers the toy and 
 from rlhf_envs.tasks.base import Prompt, Task, make_task, register_task, task_names
 
 __all__ = ["Prompt", "Task", "make_task", "register_task", "task_names"]
+
+from rlhf_envs.feedback import preference_task  # noqa: E402,F401  (registers the simulated-human task)

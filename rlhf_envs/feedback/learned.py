@@ -1,0 +1,742 @@
+"""Learned reward models: a causal-LM backbone with a one-output head, fitted from human feedback.
+
+:class:`RewardModel` wraps one or more ``transformers`` sequence-classification models
+(``AutoModelForSequenceClassification`` with ``num_labels=1``) that read ``prompt + completion``
+(plus EOS) and output one number at the last real token, the convention of OpenAI's
+lm-human-preferences and TRL. It fits from
+
+* ratings (regression, mean squared error),
+* pairwise preferences (Bradley-Terry: ``P(A > B) = sigmoid(r_A - r_B)``, with an optional margin
+  and an optional "some answers are random" floor as in Christiano et al. 2017; ties are targets of
+  0.5),
+* rankings (Plackett-Luce: the best item is chosen by softmax among all, then the next among the
+  rest, and so on),
+
+and is itself a :class:`~rlhf_envs.feedback.FeedbackModel` (``score(episodes)``), so it can be an
+env's reward directly. An ensemble of ``n_members`` models, each trained on a bootstrap resample of
+the training data (Christiano et al. 2017), gives an uncertainty estimate; ``aggregate`` turns the
+members' scores into one: ``"mean"``, ``"mean_minus_std"`` (mean minus ``k`` standard deviations, a
+pessimistic reward against over-optimisation) or ``"min"``.
+
+Every fit holds out a seeded fraction of the data and returns a :class:`FitReport` with the
+held-out pairwise accuracy. Weights are saved with ``safetensors`` (no pickle), the configuration as
+JSON and the tokenizer with ``save_pretrained``, so :meth:`RewardModel.load` never executes code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlhf_envs.errors import ConfigError, FeedbackError
+from rlhf_envs.feedback.base import Episode
+
+AGGREGATES = ("mean", "mean_minus_std", "min")
+#: where the embedded default language model lives (built by ``rlhf_envs.lm``)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_lm"
+_SETTINGS_FILE = "reward_model.json"
+
+Text = str | Episode
+
+
+# ---------------------------------------------------------------------------------------------------
+# Losses (module-level so they can be checked on their own)
+# ---------------------------------------------------------------------------------------------------
+
+
+def bradley_terry_loss(
+    r_a: torch.Tensor,
+    r_b: torch.Tensor,
+    p_a: torch.Tensor,
+    margin: torch.Tensor | float = 0.0,
+    random_fraction: float = 0.0,
+) -> torch.Tensor:
+    """Mean negative log-likelihood of pairwise labels under Bradley-Terry.
+
+    ``P(A > B) = (1 - random_fraction) * sigmoid(r_A - r_B - m) + random_fraction / 2`` where the
+    margin ``m`` is subtracted in the direction of the label (Llama 2's margin loss: the preferred
+    side must win by at least ``m``); ties (``p_a = 0.5``) use no margin.
+
+    Args:
+        r_a, r_b: rewards of the two sides, shape ``(N,)``.
+        p_a: target probability that A is preferred: 1 (A), 0 (B) or 0.5 (tie).
+        margin: per-pair or global margin, >= 0.
+        random_fraction: the share of labels assumed uniformly random (Christiano et al.: 0.1).
+    """
+    margin = torch.as_tensor(margin, dtype=r_a.dtype, device=r_a.device)
+    sign = torch.where(p_a > 0.5, 1.0, torch.where(p_a < 0.5, -1.0, 0.0)).to(r_a.dtype)
+    d = r_a - r_b - sign * margin
+    if random_fraction == 0.0:
+        return F.binary_cross_entropy_with_logits(d, p_a.to(r_a.dtype))
+    q = (1 - random_fraction) * torch.sigmoid(d) + random_fraction / 2
+    return -(p_a * torch.log(q) + (1 - p_a) * torch.log1p(-q)).mean()
+
+
+def plackett_luce_loss(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of rankings under Plackett-Luce.
+
+    Args:
+        scores: ``(N, K)`` rewards of each ranking's items, best first, right-padded.
+        lengths: ``(N,)`` number of real items in each row (>= 2).
+
+    ``log P(ranking) = sum_i [s_i - logsumexp(s_i, ..., s_n)]``.
+    """
+    n, k = scores.shape
+    valid = torch.arange(k, device=scores.device)[None, :] < lengths[:, None]
+    s = scores.masked_fill(~valid, -torch.inf)
+    # log-sum-exp of each suffix s_i..s_n: reverse cumulative logsumexp
+    suffix = torch.logcumsumexp(s.flip(1), dim=1).flip(1)
+    terms = torch.where(valid, s - suffix, torch.zeros_like(s))
+    return -(terms.sum(1)).mean()
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted rewards and ratings."""
+    return F.mse_loss(pred, target.to(pred.dtype))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitReport:
+    """What a fit did and how well it generalises.
+
+    Attributes:
+        kind: ``"ratings"``, ``"preferences"`` or ``"rankings"``.
+        n_train, n_val: number of training and held-out examples (pairs, rankings or ratings).
+        val_accuracy: held-out pairwise accuracy of the aggregated score: for preferences, the
+            share of held-out non-tie pairs ordered as labelled; for rankings, the share of all
+            ordered pairs implied by the held-out rankings; for ratings, the share of held-out pairs
+            with different ratings ordered like the ratings. ``nan`` if there was nothing to check.
+        val_loss: the fit objective on held-out data (first member).
+        train_loss: final epoch's mean training loss, per member.
+        seconds: wall-clock time of the fit.
+        extra: kind-specific figures (e.g. held-out MSE and correlation for ratings).
+    """
+
+    kind: str
+    n_train: int
+    n_val: int
+    val_accuracy: float
+    val_loss: float
+    train_loss: list[float]
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        more = "".join(f", {k}={v:.4g}" for k, v in self.extra.items())
+        return (
+            f"fit on {self.kind}: {self.n_train} train / {self.n_val} held out, held-out accuracy "
+            f"{self.val_accuracy:.3f}, held-out loss {self.val_loss:.4f}, train loss "
+            f"{', '.join(f'{x:.4f}' for x in self.train_loss)}{more} ({self.seconds:.1f} s)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The reward model
+# ---------------------------------------------------------------------------------------------------
+
+
+def _load_tokenizer(tokenizer: Any, model_dir: Path | None) -> Any:
+    from transformers import AutoTokenizer
+
+    if tokenizer is None:
+        if model_dir is None:
+            raise ConfigError("a tokenizer is required when the model is given as a config")
+        tokenizer = model_dir
+    if isinstance(tokenizer, str | os.PathLike):
+        try:
+            return AutoTokenizer.from_pretrained(str(tokenizer), use_fast=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load a tokenizer from {str(tokenizer)!r}: {exc}") from exc
+    if not callable(tokenizer) or not hasattr(tokenizer, "pad_token_id"):
+        raise ConfigError(
+            f"tokenizer must be a path or a transformers tokenizer, got {type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
+def _head(model: torch.nn.Module) -> torch.nn.Linear:
+    """The one-output linear head of a sequence-classification model (``score``, ``classifier``...)."""
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if not heads:
+        raise ConfigError(f"{type(model).__name__} has no one-output linear head")
+    return heads[-1]
+
+
+class RewardModel:
+    """A reward model (or a bootstrap ensemble of them) on a causal-LM backbone.
+
+    Args:
+        model: a directory holding a ``transformers`` model (a causal LM such as the embedded
+            default model, or a sequence-classification checkpoint), a ``PretrainedConfig`` (a
+            freshly initialised backbone of that shape), or ``None`` for the embedded default model
+            in ``rlhf_envs/assets/default_lm``.
+        tokenizer: a directory or a ``transformers`` fast tokenizer; defaults to ``model``'s
+            directory. A tokenizer without a pad token (or whose pad is EOS) gets a distinct
+            ``<pad>`` token added and the embeddings resized, so the head reads the last real token.
+        n_members: ensemble size (each member trains on its own bootstrap resample when > 1).
+        aggregate: ``"mean"``, ``"mean_minus_std"`` or ``"min"`` over members.
+        k: the number of standard deviations subtracted by ``"mean_minus_std"``.
+        normalize: after each fit, shift and scale each member to mean 0, std 1 on its training
+            texts before aggregating (Christiano et al.), so members are on one scale.
+        max_length: texts longer than this many tokens keep their *last* ``max_length`` tokens.
+        append_eos: append the tokenizer's EOS so the head reads a fixed end-of-text position.
+        batch_size: scoring batch size.
+        seed: seeds head initialisation, bootstrap resampling, data order and held-out splits.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Any | None = None,
+        tokenizer: str | os.PathLike | Any | None = None,
+        *,
+        n_members: int = 1,
+        aggregate: str = "mean",
+        k: float = 1.0,
+        normalize: bool = False,
+        max_length: int = 256,
+        append_eos: bool = True,
+        batch_size: int = 64,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from transformers import PretrainedConfig
+
+        if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
+            raise ConfigError(f"n_members must be a positive int, got {n_members!r}")
+        if aggregate not in AGGREGATES:
+            raise ConfigError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        if not (isinstance(k, int | float) and math.isfinite(k) and k >= 0):
+            raise ConfigError(f"k must be a finite number >= 0, got {k!r}")
+        for name, v in (("max_length", max_length), ("batch_size", batch_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        self.n_members, self.aggregate, self.k = n_members, aggregate, float(k)
+        self.normalize, self.max_length, self.append_eos = bool(normalize), max_length, bool(append_eos)
+        self.batch_size, self.seed, self.device = batch_size, int(seed), torch.device(device)
+
+        if model is None:
+            if not (DEFAULT_MODEL_DIR / "config.json").exists():
+                raise ConfigError(
+                    f"no embedded default model at {DEFAULT_MODEL_DIR}; pass model=<directory> or a "
+                    "transformers config (e.g. GPT2Config) with a tokenizer"
+                )
+            model = DEFAULT_MODEL_DIR
+        model_dir = None
+        if isinstance(model, PretrainedConfig):
+            config = copy.deepcopy(model)
+        elif isinstance(model, str | os.PathLike):
+            model_dir = Path(model)
+            if not (model_dir / "config.json").exists():
+                raise ConfigError(
+                    f"{str(model_dir)!r} is not a transformers model directory (no config.json)"
+                )
+            config = None
+        else:
+            raise ConfigError(
+                f"model must be a directory, a transformers config or None, got {type(model).__name__}"
+            )
+
+        self.tokenizer = _load_tokenizer(tokenizer, model_dir)
+        tok = self.tokenizer
+        if self.append_eos and tok.eos_token_id is None:
+            raise ConfigError(
+                "append_eos=True but the tokenizer has no EOS token; set one or pass append_eos=False"
+            )
+        added = 0
+        if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+            added = tok.add_special_tokens({"pad_token": "<pad>"})
+
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(self.seed)
+            first = self._build_first(config, model_dir)
+        if added or first.get_input_embeddings().num_embeddings < len(tok):
+            first.resize_token_embeddings(len(tok))
+        first.config.pad_token_id = tok.pad_token_id
+        self.config = first.config
+        self.members: list[torch.nn.Module] = [first]
+        for m in range(1, n_members):
+            member = copy.deepcopy(first)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1000 + m)
+                _head(member).reset_parameters()
+            self.members.append(member)
+        for member in self.members:
+            member.to(self.device).eval()
+        self.offsets = np.zeros(n_members)
+        self.scales = np.ones(n_members)
+        self.last_fit: FitReport | None = None
+
+    def _build_first(self, config: Any, model_dir: Path | None) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        tok = self.tokenizer
+        if config is not None:
+            config.num_labels = 1
+            config.pad_token_id = tok.pad_token_id
+            first = AutoModelForSequenceClassification.from_config(config)
+        else:
+            first = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), num_labels=1, pad_token_id=tok.pad_token_id
+            )
+        return first
+
+    # -- text -> ids --------------------------------------------------------------------------------
+
+    def _text(self, item: Text) -> str:
+        if isinstance(item, Episode):
+            return item.prompt + item.completion
+        if isinstance(item, str):
+            return item
+        raise FeedbackError(f"RewardModel reads Episodes or strings, got {type(item).__name__}")
+
+    def encode(self, items: Sequence[Text]) -> list[list[int]]:
+        """Token ids of each ``prompt + completion`` (left-truncated to ``max_length``, EOS appended)."""
+        texts = [self._text(x) for x in items]
+        enc = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        room = self.max_length - int(self.append_eos)
+        out = []
+        for i, ids in enumerate(enc):
+            if not ids:
+                raise FeedbackError(
+                    f"RewardModel: item {i} has an empty text ({texts[i]!r}); there is nothing to score"
+                )
+            ids = list(ids[-room:]) if room > 0 else []
+            if self.append_eos:
+                ids.append(self.tokenizer.eos_token_id)
+            out.append(ids)
+        return out
+
+    def _batch(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id
+        arr = np.full((len(ids), width), pad, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for i, x in enumerate(ids):
+            arr[i, : len(x)] = x
+            mask[i, : len(x)] = 1
+        return torch.from_numpy(arr).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    def _forward(self, member: torch.nn.Module, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        input_ids, mask = self._batch(ids)
+        return member(input_ids=input_ids, attention_mask=mask).logits[:, 0].float()
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    def member_scores(self, items: Sequence[Text], batch_size: int | None = None) -> np.ndarray:
+        """Each member's (normalised) score of each item: shape ``(n_members, len(items))``.
+
+        Items are sorted by length and scored ``batch_size`` at a time, so padding stays small.
+        """
+        if len(items) == 0:
+            return np.zeros((self.n_members, 0), dtype=np.float64)
+        out = self._scores_of_ids(self.encode(items), batch_size)
+        bad = np.argwhere(~np.isfinite(out))
+        if bad.size:
+            m, i = bad[0]
+            raise FeedbackError(
+                f"RewardModel member {m} produced {out[m, i]} for item {i} ({self._text(items[i])!r})"
+            )
+        return out
+
+    @torch.inference_mode()
+    def _scores_of_ids(self, ids: list[list[int]], batch_size: int | None = None) -> np.ndarray:
+        bs = batch_size or self.batch_size
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.empty((self.n_members, len(ids)), dtype=np.float64)
+        for m, member in enumerate(self.members):
+            member.eval()
+            for start in range(0, len(ids), bs):
+                idx = order[start : start + bs]
+                out[m, idx] = self._forward(member, [ids[i] for i in idx]).cpu().numpy()
+        return (out - self.offsets[:, None]) / self.scales[:, None]
+
+    def aggregate_scores(self, member_scores: np.ndarray) -> np.ndarray:
+        """Combine ``(n_members, B)`` scores into ``(B,)`` with this model's ``aggregate`` rule."""
+        if self.aggregate == "mean" or self.n_members == 1:
+            return member_scores.mean(0)
+        if self.aggregate == "min":
+            return member_scores.min(0)
+        return member_scores.mean(0) - self.k * member_scores.std(0)
+
+    def score_texts(self, items: Sequence[Text], batch_size: int | None = None) -> np.ndarray:
+        """Aggregated reward of each text (or episode), float32."""
+        return self.aggregate_scores(self.member_scores(items, batch_size)).astype(np.float32)
+
+    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
+        """The :class:`~rlhf_envs.feedback.FeedbackModel` interface: one float32 reward per episode."""
+        return self.score_texts(episodes)
+
+    def compare(self, a: Sequence[Text], b: Sequence[Text]) -> np.ndarray:
+        """Bradley-Terry probability that ``a[i]`` is preferred to ``b[i]`` under the aggregated score."""
+        if len(a) != len(b):
+            raise FeedbackError(f"compare: {len(a)} A items but {len(b)} B items; they must pair up")
+        s = self.score_texts([*a, *b]).astype(np.float64)
+        return (1.0 / (1.0 + np.exp(-(s[: len(a)] - s[len(a) :])))).astype(np.float32)
+
+    def disagreement(self, a: Sequence[Text], b: Sequence[Text]) -> np.ndarray:
+        """Std over members of each member's P(a[i] > b[i]): Christiano et al.'s query-selection signal
+        (ask the human about the pairs with the largest values). Zero for a single model."""
+        if len(a) != len(b):
+            raise FeedbackError(f"disagreement: {len(a)} A items but {len(b)} B items; they must pair up")
+        m = self.member_scores([*a, *b])
+        p = 1.0 / (1.0 + np.exp(-(m[:, : len(a)] - m[:, len(a) :])))
+        return p.std(0).astype(np.float32)
+
+    def uncertainty(self, items: Sequence[Text]) -> np.ndarray:
+        """Standard deviation of the members' scores (0 for a single model)."""
+        return self.member_scores(items).std(0).astype(np.float32)
+
+    # -- fitting ------------------------------------------------------------------------------------
+
+    def fit_ratings(self, items: Sequence[Text], ratings: Sequence[float], **kw: Any) -> FitReport:
+        """Regress the score on numeric ratings (e.g. Likert 1-5). See :meth:`_fit` for options."""
+        if len(items) != len(ratings):
+            raise FeedbackError(f"fit_ratings: {len(items)} items but {len(ratings)} ratings")
+        y = np.asarray(ratings, dtype=np.float64)
+        if y.ndim != 1 or not np.all(np.isfinite(y)):
+            raise FeedbackError("fit_ratings: ratings must be a 1-D sequence of finite numbers")
+        texts, index = self._intern(items)
+        groups = [((index[i],), float(y[i])) for i in range(len(items))]
+        return self._fit("ratings", texts, groups, **kw)
+
+    def fit_preferences(
+        self,
+        a: Sequence[Text],
+        b: Sequence[Text],
+        labels: Sequence[Any],
+        margins: Sequence[float] | float = 0.0,
+        random_fraction: float = 0.0,
+        **kw: Any,
+    ) -> FitReport:
+        """Fit Bradley-Terry on pairwise preferences.
+
+        Args:
+            a, b: the two sides of each comparison.
+            labels: per pair, the probability that A is preferred: 1 / "A", 0 / "B", 0.5 / "tie";
+                skipped queries (``"skip"`` or ``None``, e.g. from a simulated human) are dropped.
+                :class:`~rlhf_envs.feedback.simulated.Label` values are accepted.
+            margins: a margin per pair (or one for all), >= 0: the preferred side must win by it.
+            random_fraction: share of labels assumed uniformly random (Christiano et al. use 0.1).
+        """
+        if not len(a) == len(b) == len(labels):
+            raise FeedbackError(
+                f"fit_preferences: {len(a)} A items, {len(b)} B items and {len(labels)} labels; they must match"
+            )
+        m = np.broadcast_to(np.asarray(margins, dtype=np.float64), (len(a),))
+        if not np.all(np.isfinite(m)) or np.any(m < 0):
+            raise FeedbackError("fit_preferences: margins must be finite and >= 0")
+        if not 0.0 <= random_fraction < 1.0:
+            raise ConfigError(f"random_fraction must be in [0, 1), got {random_fraction!r}")
+        p = [_label_to_prob(x, i) for i, x in enumerate(labels)]
+        keep = [i for i, x in enumerate(p) if x is not None]
+        texts, index = self._intern([*a, *b])
+        n = len(a)
+        groups = [((index[i], index[n + i]), (p[i], float(m[i]))) for i in keep]
+        return self._fit("preferences", texts, groups, random_fraction=random_fraction, **kw)
+
+    def fit_rankings(self, rankings: Sequence[Sequence[Text]], **kw: Any) -> FitReport:
+        """Fit Plackett-Luce on rankings, each a sequence of at least two items, best first."""
+        flat: list[Text] = []
+        shape = []
+        for j, r in enumerate(rankings):
+            if isinstance(r, str | Episode) or len(r) < 2:
+                raise FeedbackError(f"fit_rankings: ranking {j} must be a sequence of at least two items")
+            flat += list(r)
+            shape.append(len(r))
+        texts, index = self._intern(flat)
+        groups, pos = [], 0
+        for n in shape:
+            groups.append((tuple(index[pos : pos + n]), None))
+            pos += n
+        return self._fit("rankings", texts, groups, **kw)
+
+    def _intern(self, items: Sequence[Text]) -> tuple[list[list[int]], list[int]]:
+        """Encode the distinct texts once; return their ids and each item's index into them."""
+        strings = [self._text(x) for x in items]
+        unique: dict[str, int] = {}
+        index = [unique.setdefault(s, len(unique)) for s in strings]
+        if not strings:
+            raise FeedbackError("nothing to fit: no items were given")
+        return self.encode(list(unique)), index
+
+    def _fit(
+        self,
+        kind: str,
+        texts: list[list[int]],
+        groups: list[tuple[tuple[int, ...], Any]],
+        *,
+        epochs: int = 3,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        train_batch_size: int = 32,
+        val_fraction: float = 0.1,
+        random_fraction: float = 0.0,
+        bootstrap: bool | None = None,
+        verbose: bool = False,
+    ) -> FitReport:
+        """Shared training loop.
+
+        Options (keyword arguments of every ``fit_*``): ``epochs``; ``lr`` (AdamW, linear decay to 0);
+        ``weight_decay``; ``train_batch_size`` (examples per step); ``val_fraction`` (held-out share,
+        seeded); ``bootstrap`` (resample the training set per member; default: when
+        ``n_members > 1``); ``verbose`` (print the report).
+        """
+        t0 = time.perf_counter()
+        if not groups:
+            raise FeedbackError(f"nothing to fit: no usable {kind} (all skipped?)")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be a positive int, got {epochs!r}")
+        rng = np.random.default_rng([self.seed, 17])
+        perm = rng.permutation(len(groups))
+        n_val = int(round(val_fraction * len(groups)))
+        if len(groups) - n_val < 1:
+            raise FeedbackError(f"only {len(groups)} {kind}: too few to hold out {val_fraction:.0%}")
+        val = [groups[i] for i in perm[:n_val]]
+        train = [groups[i] for i in perm[n_val:]]
+        bootstrap = self.n_members > 1 if bootstrap is None else bootstrap
+
+        losses = []
+        for m, member in enumerate(self.members):
+            mrng = np.random.default_rng([self.seed, 31, m])
+            data = [train[i] for i in mrng.integers(0, len(train), len(train))] if bootstrap else train
+            losses.append(
+                self._train_member(
+                    member,
+                    kind,
+                    texts,
+                    data,
+                    mrng,
+                    epochs,
+                    lr,
+                    weight_decay,
+                    train_batch_size,
+                    random_fraction,
+                )
+            )
+        self.offsets[:] = 0.0
+        self.scales[:] = 1.0
+        if self.normalize:
+            used = sorted({i for g, _ in train for i in g})
+            raw = self._scores_of_ids([texts[i] for i in used])
+            self.offsets = raw.mean(1)
+            self.scales = np.maximum(raw.std(1), 1e-6)
+
+        report = self._evaluate(kind, texts, val, random_fraction)
+        report.n_train, report.train_loss = len(train), losses
+        report.seconds = time.perf_counter() - t0
+        self.last_fit = report
+        if verbose:
+            print(report)
+        return report
+
+    def _group_loss(
+        self, member: torch.nn.Module, kind: str, texts: list[list[int]], batch: list, random_fraction: float
+    ) -> torch.Tensor:
+        needed = sorted({i for g, _ in batch for i in g})
+        pos = {t: j for j, t in enumerate(needed)}
+        r = self._forward(member, [texts[i] for i in needed])
+        if kind == "ratings":
+            pred = r[[pos[g[0]] for g, _ in batch]]
+            return regression_loss(pred, torch.tensor([y for _, y in batch], device=r.device))
+        if kind == "preferences":
+            ra = r[[pos[g[0]] for g, _ in batch]]
+            rb = r[[pos[g[1]] for g, _ in batch]]
+            p = torch.tensor([t[0] for _, t in batch], device=r.device, dtype=r.dtype)
+            mg = torch.tensor([t[1] for _, t in batch], device=r.device, dtype=r.dtype)
+            return bradley_terry_loss(ra, rb, p, mg, random_fraction)
+        width = max(len(g) for g, _ in batch)
+        idx = torch.tensor([[pos[t] for t in g] + [0] * (width - len(g)) for g, _ in batch], device=r.device)
+        lengths = torch.tensor([len(g) for g, _ in batch], device=r.device)
+        return plackett_luce_loss(r[idx], lengths)
+
+    def _train_member(
+        self,
+        member: torch.nn.Module,
+        kind: str,
+        texts: list[list[int]],
+        data: list,
+        rng: np.random.Generator,
+        epochs: int,
+        lr: float,
+        weight_decay: float,
+        batch_size: int,
+        random_fraction: float,
+    ) -> float:
+        with torch.random.fork_rng(devices=[]):  # dropout draws from a seeded, private stream
+            torch.manual_seed(int(rng.integers(2**31)))
+            return self._train_loop(
+                member, kind, texts, data, rng, epochs, lr, weight_decay, batch_size, random_fraction
+            )
+
+    def _train_loop(
+        self,
+        member: torch.nn.Module,
+        kind: str,
+        texts: list[list[int]],
+        data: list,
+        rng: np.random.Generator,
+        epochs: int,
+        lr: float,
+        weight_decay: float,
+        batch_size: int,
+        random_fraction: float,
+    ) -> float:
+        opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
+        steps_per_epoch = math.ceil(len(data) / batch_size)
+        total = steps_per_epoch * epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total)
+        member.train()
+        last = float("nan")
+        for _ in range(epochs):
+            order = rng.permutation(len(data))
+            running = 0.0
+            for s in range(steps_per_epoch):
+                batch = [data[i] for i in order[s * batch_size : (s + 1) * batch_size]]
+                loss = self._group_loss(member, kind, texts, batch, random_fraction)
+                if not torch.isfinite(loss):
+                    raise FeedbackError(f"RewardModel: training loss became {loss.item()} (lower lr?)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                running += loss.item() * len(batch)
+            last = running / len(data)
+        member.eval()
+        return last
+
+    @torch.inference_mode()
+    def _evaluate(self, kind: str, texts: list[list[int]], val: list, random_fraction: float) -> FitReport:
+        nan = float("nan")
+        if not val:
+            return FitReport(kind, 0, 0, nan, nan, [], 0.0)
+        used = sorted({i for g, _ in val for i in g})
+        s = dict(zip(used, self.aggregate_scores(self._scores_of_ids([texts[i] for i in used])), strict=True))
+        val_loss = float(self._group_loss(self.members[0], kind, texts, val, random_fraction))
+        extra: dict[str, float] = {}
+        if kind == "preferences":
+            pairs = [(s[g[0]], s[g[1]], t[0]) for g, t in val if t[0] != 0.5]
+            hits = [(ra > rb) == (p > 0.5) for ra, rb, p in pairs]
+        elif kind == "rankings":
+            hits = [s[g[i]] > s[g[j]] for g, _ in val for i in range(len(g)) for j in range(i + 1, len(g))]
+        else:
+            pred = np.array([s[g[0]] for g, _ in val])
+            y = np.array([t for _, t in val])
+            i, j = np.triu_indices(len(y), 1)
+            diff = y[i] != y[j]
+            hits = list(((pred[i] > pred[j]) == (y[i] > y[j]))[diff])
+            extra["val_mse"] = float(np.mean((pred - y) ** 2))
+            if len(y) > 1 and np.std(pred) > 0 and np.std(y) > 0:
+                extra["val_pearson"] = float(np.corrcoef(pred, y)[0, 1])
+        acc = float(np.mean(hits)) if hits else nan
+        return FitReport(kind, 0, len(val), acc, val_loss, [], 0.0, extra)
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to directory ``path``: JSON settings, safetensors weights, tokenizer."""
+        from safetensors.torch import save_model
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        for m, member in enumerate(self.members):
+            save_model(member, str(path / f"member_{m}.safetensors"))
+        settings = {
+            "n_members": self.n_members,
+            "aggregate": self.aggregate,
+            "k": self.k,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "append_eos": self.append_eos,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "offsets": self.offsets.tolist(),
+            "scales": self.scales.tolist(),
+            "last_fit": asdict(self.last_fit) if self.last_fit else None,
+        }
+        (path / _SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
+        """Load a model written by :meth:`save` (safetensors and JSON only: no code runs)."""
+        from safetensors.torch import load_model
+        from transformers import AutoConfig
+
+        path = Path(path)
+        if not (path / _SETTINGS_FILE).exists():
+            raise ConfigError(f"{str(path)!r} holds no saved RewardModel ({_SETTINGS_FILE} missing)")
+        s = json.loads((path / _SETTINGS_FILE).read_text())
+        config = AutoConfig.from_pretrained(str(path))
+        rm = cls(
+            config,
+            str(path),
+            n_members=s["n_members"],
+            aggregate=s["aggregate"],
+            k=s["k"],
+            normalize=s["normalize"],
+            max_length=s["max_length"],
+            append_eos=s["append_eos"],
+            batch_size=s["batch_size"],
+            seed=s["seed"],
+            device=device,
+        )
+        for m, member in enumerate(rm.members):
+            load_model(member, str(path / f"member_{m}.safetensors"), device=str(rm.device))
+            member.eval()
+        rm.offsets = np.asarray(s["offsets"], dtype=np.float64)
+        rm.scales = np.asarray(s["scales"], dtype=np.float64)
+        rm.last_fit = FitReport(**s["last_fit"]) if s["last_fit"] else None
+        return rm
+
+    def __repr__(self) -> str:
+        return (
+            f"RewardModel({self.config.model_type}, n_members={self.n_members}, aggregate={self.aggregate!r}, "
+            f"params/member={sum(p.numel() for p in self.members[0].parameters()):,})"
+        )
+
+
+def _label_to_prob(x: Any, i: int) -> float | None:
+    """Map a preference label to P(A preferred); ``None`` for a skipped query."""
+    if x is None:
+        return None
+    name = getattr(x, "name", None)
+    if name is not None and not isinstance(x, bool):  # a simulated.Label enum member
+        x = name
+    if isinstance(x, str):
+        key = x.strip().lower()
+        table = {"a": 1.0, "b": 0.0, "tie": 0.5, "equal": 0.5, "skip": None}
+        if key not in table:
+            raise FeedbackError(
+                f"label {i} is {x!r}; allowed: 'A', 'B', 'tie', 'skip' or a probability in [0, 1]"
+            )
+        return table[key]
+    try:
+        p = float(x)
+    except (TypeError, ValueError):
+        raise FeedbackError(
+            f"label {i} is {x!r}; allowed: 'A', 'B', 'tie', 'skip' or a probability in [0, 1]"
+        ) from None
+    if not 0.0 <= p <= 1.0:
+        raise FeedbackError(f"label {i} is {p}; a probability must be in [0, 1]")
+    return p

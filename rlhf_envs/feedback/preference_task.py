@@ -1,0 +1,198 @@
+"""``RLHF/SimulatedHuman-v0``: the reward is a learned proxy fitted from a simulated human.
+
+This is the RLHF setting in one env id. A hidden gold utility (VADER sentiment of the continuation,
+the gold of ``RLHF/Sentiment-v0``) is seen only through a :class:`SimulatedHuman` rater; a
+:class:`RewardModel` on the embedded language model is fitted to that rater's pairwise answers
+about completions the embedded model itself wrote for the task's prompts; the env pays the proxy's
+score. The gold utility is reported in ``info["reward_gold"]`` on the final step (never in the
+reward), so over-optimisation of the proxy (Gao et al. 2022) is visible while training.
+
+Building the proxy samples ``2 * n_comparisons`` completions and fits the reward model (about 30 s on an idle
+two-core CPU for the defaults, minutes under load); the result is cached on disk under
+``$RLHF_ENVS_CACHE`` (default ``~/.cache/rlhf_envs``) keyed by everything that determines it, or
+given ready with ``proxy=<directory saved by RewardModel.save>``.
+
+Task arguments (besides those of the sentiment task: ``model``, ``prompts``, ``max_new_tokens``,
+``kl_coef``, ...): ``rater`` (a preset name or :class:`RaterConfig`; default ``"Mistake"``),
+``n_comparisons`` (500), ``fit_epochs`` (3), ``fit_lr`` (3e-4), ``proxy_seed`` (0), ``proxy`` (a saved model
+directory), ``cache`` (True).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlhf_envs.errors import ConfigError
+from rlhf_envs.feedback.base import Episode, EpisodeBatch, score_episodes
+from rlhf_envs.feedback.simulated import RaterConfig, SimulatedHuman, preset
+from rlhf_envs.tasks.base import register_task
+from rlhf_envs.tasks.language import SentimentTask
+
+if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or loaded
+    from rlhf_envs.feedback.learned import RewardModel
+
+ENV_ID = "RLHF/SimulatedHuman-v0"
+
+
+def cache_root() -> Path:
+    """Where fitted proxies are kept (``$RLHF_ENVS_CACHE`` or ``~/.cache/rlhf_envs``)."""
+    return Path(os.environ.get("RLHF_ENVS_CACHE", Path.home() / ".cache" / "rlhf_envs"))
+
+
+def sample_completions(task: SentimentTask, n: int, seed: int, batch_size: int = 64) -> list[Episode]:
+    """``n`` episodes: random task prompts continued by the task's own model (temperature 1, no top-k).
+
+    Prompts are grouped by token length so each group decodes in lockstep with a KV cache (one
+    forward per new token). A row stops at EOS or after ``max_new_tokens`` tokens.
+    """
+    import torch
+
+    rng = np.random.default_rng([seed, 5])
+    gen = torch.Generator().manual_seed(seed)
+    lm, tok = task.lm, task.tokenizer
+    prompts = [task.sample_prompt(rng) for _ in range(n)]
+    seeds = rng.integers(2**31, size=n)
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p.ids), []).append(i)
+    completions: list[list[int]] = [[] for _ in range(n)]
+    with torch.no_grad():
+        for rows in by_length.values():
+            for start in range(0, len(rows), batch_size):
+                idx = rows[start : start + batch_size]
+                ids = torch.tensor([prompts[i].ids for i in idx])
+                done = torch.zeros(len(idx), dtype=torch.bool)
+                past = None
+                for _ in range(task.max_new_tokens):
+                    out = lm(input_ids=ids, past_key_values=past, use_cache=True)
+                    past = out.past_key_values
+                    probs = torch.softmax(out.logits[:, -1].float(), -1)
+                    ids = torch.multinomial(probs, 1, generator=gen)
+                    for j in torch.nonzero(~done)[:, 0].tolist():
+                        completions[idx[j]].append(int(ids[j, 0]))
+                    done |= ids[:, 0] == tok.eos_id
+                    if bool(done.all()):
+                        break
+    out_eps = []
+    for p, c, s in zip(prompts, completions, seeds, strict=True):
+        term = bool(c) and c[-1] == tok.eos_id
+        out_eps.append(Episode(p.text, tok.decode(c), p.ids, tuple(c), term, dict(p.metadata), int(s)))
+    return out_eps
+
+
+class SimulatedHumanTask(SentimentTask):
+    """Sentiment steering judged by a reward model fitted from a simulated human (see module doc)."""
+
+    name = "simulated_human"
+
+    def __init__(
+        self,
+        rater: str | RaterConfig = "Mistake",
+        n_comparisons: int = 500,
+        fit_epochs: int = 3,
+        fit_lr: float = 3e-4,
+        proxy_seed: int = 0,
+        proxy: str | os.PathLike | None = None,
+        cache: bool = True,
+        model: str | os.PathLike | None = None,
+        prompts: str | os.PathLike | Sequence[str] | None = None,
+        max_new_tokens: int | None = None,
+        max_prompt_tokens: int | None = None,
+        kl_coef: float = 0.0,
+        ref_temperature: float = 1.0,
+        reference: str | os.PathLike | None = None,
+        ref_logprobs: bool = True,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            model, prompts, max_new_tokens, max_prompt_tokens, kl_coef, ref_temperature, reference,
+            ref_logprobs, device, dtype,
+        )  # fmt: skip
+        self.rater = preset(rater) if isinstance(rater, str) else rater
+        if not isinstance(self.rater, RaterConfig):
+            raise ConfigError(f"{self.name}: rater must be a preset name or a RaterConfig, got {rater!r}")
+        for n, v in (("n_comparisons", n_comparisons), ("fit_epochs", fit_epochs)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{self.name}: {n} must be a positive int, got {v!r}")
+        self.gold = self.feedback  # VADER on the completion: hidden from the reward
+        if not (isinstance(fit_lr, int | float) and 0 < fit_lr < 1):
+            raise ConfigError(f"{self.name}: fit_lr must be a number in (0, 1), got {fit_lr!r}")
+        self.n_comparisons, self.fit_epochs, self.proxy_seed = n_comparisons, fit_epochs, int(proxy_seed)
+        self.fit_lr = float(fit_lr)
+        from rlhf_envs.feedback.learned import RewardModel
+
+        if proxy is not None:
+            self.proxy = RewardModel.load(proxy)
+        else:
+            self.proxy = self._cached_or_fitted(cache)
+        self.feedback = self.proxy
+
+    def _key(self) -> str:
+        parts = [
+            self.model_path, repr(self.rater), self.n_comparisons, self.fit_epochs, self.fit_lr,
+            self.proxy_seed, self.max_new_tokens, self.max_prompt_tokens, self._source, len(self.prompts),
+        ]  # fmt: skip
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+    def _cached_or_fitted(self, cache: bool) -> RewardModel:
+        from rlhf_envs.feedback.learned import RewardModel
+
+        path = cache_root() / "proxy" / self._key()
+        if cache and (path / "reward_model.json").exists():
+            return RewardModel.load(path)
+        rm = self.fit_proxy()
+        if cache:
+            # Save next to the final place, then rename: concurrent builders (pytest-xdist workers,
+            # subprocess envs) never see a half-written model; the first rename wins.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+            rm.save(tmp)
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return rm
+
+    def fit_proxy(self) -> RewardModel:
+        """Sample completions, ask the simulated human, fit a reward model on the task's model."""
+        from rlhf_envs.feedback.learned import RewardModel
+
+        eps = sample_completions(self, 2 * self.n_comparisons, seed=self.proxy_seed)
+        a, b = eps[0::2], eps[1::2]
+        self.human = SimulatedHuman(self.gold, self.rater, seed=self.proxy_seed)
+        answers = self.human.compare(a, b)
+        rm = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True)
+        rm.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
+        return rm
+
+    def episode_info(self, episode: Episode) -> dict[str, Any]:
+        return {"reward_gold": float(score_episodes(self.gold, [episode])[0])}
+
+    def episode_infos(self, batch: EpisodeBatch) -> dict[str, np.ndarray]:
+        return {"reward_gold": score_episodes(self.gold, batch).astype(np.float64)}
+
+
+def register() -> None:
+    """Register the task and the env id (idempotent)."""
+    import gymnasium as gym
+
+    register_task(SimulatedHumanTask.name, SimulatedHumanTask)
+    if ENV_ID not in gym.registry:
+        gym.register(
+            id=ENV_ID,
+            entry_point="rlhf_envs.envs.text_env:TextGenerationEnv",
+            vector_entry_point="rlhf_envs.envs.vector_env:TextGenerationVectorEnv",
+            kwargs={"task": SimulatedHumanTask.name},
+        )
+
+
+register()

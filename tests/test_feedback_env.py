@@ -1,0 +1,72 @@
+"""RLHF/SimulatedHuman-v0: the reward is the learned proxy, the gold utility is in info."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rlhf_envs.tasks.language")
+from rlhf_envs.feedback.learned import DEFAULT_MODEL_DIR  # noqa: E402
+
+if not (DEFAULT_MODEL_DIR / "config.json").exists():  # pragma: no cover - the embedded model ships
+    pytest.skip("the embedded default model is not built", allow_module_level=True)
+
+import gymnasium as gym  # noqa: E402
+
+from rlhf_envs.feedback import Episode  # noqa: E402
+from rlhf_envs.feedback.learned import RewardModel  # noqa: E402
+from rlhf_envs.feedback.preference_task import ENV_ID  # noqa: E402
+from rlhf_envs.feedback.scripted import Sentiment  # noqa: E402
+from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def saved_proxy(tmp_path_factory):
+    """A small ready proxy (fitting one from the embedded model is the slow test below)."""
+    tok = word_tokenizer()
+    rm = RewardModel(tiny_gpt2_config(tok, n_layer=1, n_embd=32), tok, seed=0)
+    rm.fit_preferences(
+        ["the food was great ."] * 20, ["the food was bad ."] * 20, ["A"] * 20, epochs=2, lr=1e-3
+    )
+    path = tmp_path_factory.mktemp("proxy")
+    rm.save(path)
+    return path, rm
+
+
+def run_episode(env, seed):
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    while True:
+        obs, r, term, trunc, info = env.step(int(rng.integers(env.action_space.n)))
+        if term or trunc:
+            return r, info
+
+
+def test_reward_is_the_proxy_and_gold_is_in_info(saved_proxy):
+    path, rm = saved_proxy
+    env = gym.make(ENV_ID, proxy=str(path), ref_logprobs=False, max_new_tokens=8)
+    r, info = run_episode(env, 0)
+    ep = Episode(info["prompt"], info["completion"], (), (), True)
+    assert r == pytest.approx(float(rm.score([ep])[0]), abs=1e-5) == pytest.approx(info["reward_task"])
+    assert info["reward_gold"] == pytest.approx(float(Sentiment().score([ep])[0]), abs=1e-6)
+    vec = gym.make_vec(ENV_ID, num_envs=4, proxy=str(path), ref_logprobs=False, max_new_tokens=8)
+    vec.reset(seed=1)
+    seen = []
+    for _ in range(9):
+        _, _, term, trunc, infos = vec.step(vec.action_space.sample())
+        if "reward_gold" in infos:
+            seen.append(infos["reward_gold"][infos["_reward_gold"]])
+    gold = np.concatenate(seen)
+    assert len(gold) >= 4 and np.all(np.isfinite(gold)) and np.all(np.abs(gold) <= 1)
+
+
+def test_proxy_is_fitted_from_the_simulated_human(tmp_path, monkeypatch):
+    """Build the proxy from scratch (samples from the embedded model, Mistake rater, fit, cache)."""
+    monkeypatch.setenv("RLHF_ENVS_CACHE", str(tmp_path))
+    env = gym.make(ENV_ID, n_comparisons=60, fit_epochs=1, ref_logprobs=False, max_new_tokens=8)
+    task = env.unwrapped.task
+    assert task.proxy.last_fit.n_train == 54 and task.human.ledger.comparisons == 60
+    assert any((tmp_path / "proxy").iterdir())  # cached for the next env
+    again = gym.make(ENV_ID, n_comparisons=60, fit_epochs=1, ref_logprobs=False, max_new_tokens=8)
+    eps = [Episode("I bought this.", " It is great.", (), (), True)]
+    assert again.unwrapped.task.proxy.score(eps) == pytest.approx(task.proxy.score(eps))
