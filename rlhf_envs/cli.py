@@ -4,6 +4,7 @@ Subcommands:
   list       print the registered env ids
   demo       the main job: PPO steers the embedded model towards positive sentiment (a few minutes)
   toy-demo   random vs scripted-optimal policy on the toy tasks (seconds, no training)
+  train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
 """
 
@@ -51,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="print the registered env ids")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("demo", help="PPO on RLHF/Sentiment-v0 with the embedded model, samples before/after, plot")
+    p = sub.add_parser(
+        "demo", help="PPO on RLHF/Sentiment-v0 with the embedded model, samples before/after, plot"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timesteps", type=int, default=20_000, help="generated tokens to train on")
     p.add_argument("--out", default="runs/demo", help="where the learning curve, logs and checkpoint go")
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads (results depend on it; 2 built the shipped model)",
     )
     p.set_defaults(func=_cmd_pretrain)
+
+    from agents.cli_train import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

@@ -10,7 +10,11 @@ import rlhf_envs
 
 def run_cli(*args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "rlhf_envs.cli", *args], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-m", "rlhf_envs.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     return out.stdout
 
@@ -29,3 +33,35 @@ def test_cli_demo_runs_a_short_ppo_job(tmp_path) -> None:
     out = run_cli("demo", "--timesteps", "1500", "--out", str(tmp_path), "--no-progress")
     assert "before" in out.lower() and "after" in out.lower()
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_cli_train_custom_ppo_on_copy() -> None:
+    """`rlhf-envs train` as the README shows it, on a tiny budget; prints a JSON summary."""
+    import json
+
+    out = run_cli("train", "--algo", "ppo", "--env", "RLHF/Copy-v0", "--steps", "1024", "--seed", "0")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (
+        summary["algo"] == "ppo" and summary["env"] == "RLHF/Copy-v0" and 0.0 <= summary["reward_task"] <= 1.0
+    )
+
+
+def test_cli_train_rejects_unknown_algorithm() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlhf_envs.cli",
+            "train",
+            "--algo",
+            "sb3-sac",
+            "--env",
+            "RLHF/Copy-v0",
+            "--steps",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "sac" in proc.stderr.lower()

@@ -1,0 +1,181 @@
+"""``rlhf-envs train``: one command for the custom agents and the SB3 baselines.
+
+::
+
+    rlhf-envs train --algo sb3-ppo --env RLHF/Copy-v0 --steps 100000 --seed 0
+    rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 100000 --seed 0       # custom PPO
+    rlhf-envs train --algo sb3-maskable_ppo --env RLHF/Sentiment-v0 --steps 20000 --set n_steps=16
+
+``--algo`` is ``ppo``, ``reinforce`` or ``a2c`` (the custom agents in :mod:`agents`) or ``sb3-<name>``
+with ``<name>`` one of ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` (:func:`agents.sb3.train_baseline`).
+``--set key=value`` passes any further option (values parsed as JSON when they parse, else kept as
+strings): the custom agents' config fields, or the SB3 class's constructor arguments and
+``train_baseline``'s keywords. After training the command evaluates the policy, prints one JSON
+line of results and, with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
+
+Wire it into ``rlhf_envs.cli.build_parser`` with ``add_train_parser(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from rlhf_envs.errors import ConfigError
+
+CUSTOM_ALGOS = ("ppo", "reinforce", "a2c")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _custom_class(algo: str) -> type:
+    try:
+        import agents
+    except ImportError as exc:  # the custom agents are another part of the project
+        raise ConfigError(
+            f"--algo {algo}: the custom agents (agents.PPO/REINFORCE/A2C) are not available: {exc}"
+        ) from None
+    name = {"ppo": "PPO", "reinforce": "REINFORCE", "a2c": "A2C"}[algo]
+    cls = getattr(agents, name, None)
+    if cls is None:
+        raise ConfigError(
+            f"--algo {algo}: agents.{name} does not exist in this checkout; use --algo sb3-{algo}"
+        )
+    return cls
+
+
+def _is_language(env_id: str) -> bool:
+    import gymnasium as gym
+
+    import rlhf_envs  # noqa: F401
+
+    entry = gym.spec(env_id).kwargs.get("task")
+    from rlhf_envs.tasks.base import _TASKS
+
+    cls = _TASKS.get(entry)
+    from rlhf_envs.tasks.language import LanguageTask
+
+    return cls is not None and issubclass(cls, LanguageTask)
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and evaluate as the parsed arguments say; returns the result dict that is printed."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    extra = _parse_sets(args.set or [])
+    algo = args.algo.strip().lower()
+    result: dict[str, Any] = {"algo": algo, "env": args.env, "seed": args.seed, "steps": args.steps}
+    if algo in CUSTOM_ALGOS:
+        cls = _custom_class(algo)
+        opts = dict(extra)
+        if args.n_envs is not None:
+            opts.setdefault("n_envs", args.n_envs)
+        if args.log_dir is not None:
+            opts.setdefault("log_dir", args.log_dir)
+        if _is_language(args.env):
+            from rlhf_envs.lm.loading import resolve_model_path
+
+            opts.setdefault("policy", "lm")
+            opts.setdefault("model", resolve_model_path(None))
+        agent = cls(args.env, seed=args.seed, **opts)
+        t0 = time.perf_counter()
+        agent.learn(args.steps, progress_bar=args.progress_bar)
+        result["train_seconds"] = time.perf_counter() - t0
+        if args.eval_episodes > 0:
+            result.update(agent.evaluate(args.eval_episodes))
+        if args.save:
+            result["saved"] = agent.save(args.save)
+        agent.close()
+        return result
+
+    from agents.sb3 import canonical_algo, evaluate_baseline, train_baseline
+
+    if not algo.startswith("sb3"):
+        raise ConfigError(
+            f"unknown --algo {args.algo!r}: use one of {', '.join(CUSTOM_ALGOS)} (custom agents) or "
+            "sb3-ppo, sb3-a2c, sb3-dqn, sb3-maskable_ppo"
+        )
+    name = canonical_algo(algo)
+    kw = dict(extra)
+    if args.n_envs is not None:
+        kw.setdefault("n_envs", args.n_envs)
+    if args.log_dir is not None:
+        kw.setdefault("tensorboard_log", args.log_dir)
+        kw.setdefault("monitor_dir", args.log_dir)
+    model = train_baseline(
+        name, args.env, args.steps, args.seed, progress_bar=args.progress_bar, save_path=args.save, **kw
+    )
+    result["algo"] = f"sb3-{name}"
+    result["train_seconds"] = model.train_seconds
+    if args.eval_episodes > 0:
+        eval_kw = {k: kw[k] for k in ("env_kwargs", "top_p", "top_k", "mask") if k in kw}
+        result.update(evaluate_baseline(model, args.env, args.eval_episodes, **eval_kw))
+    if args.save:
+        result["saved"] = args.save if args.save.endswith(".zip") else args.save + ".zip"
+    model.get_env().close()
+    return result
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        result = run_train(args)
+    except ConfigError as exc:
+        print(f"rlhf-envs train: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, default=float))
+    return 0
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a custom agent (ppo, reinforce, a2c) or an SB3 baseline (sb3-ppo, ...) on an env id",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--algo", required=True, help="ppo | reinforce | a2c | sb3-ppo | sb3-a2c | sb3-dqn | sb3-maskable_ppo"
+    )
+    p.add_argument("--env", required=True, help="env id, e.g. RLHF/Copy-v0")
+    p.add_argument("--steps", type=int, required=True, help="total env steps (generated tokens)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-envs", type=int, default=None, help="parallel sub-envs (default: the algorithm's)")
+    p.add_argument(
+        "--eval-episodes", type=int, default=100, help="episodes to evaluate after training (0: skip)"
+    )
+    p.add_argument("--save", default=None, help="where to save the trained model")
+    p.add_argument("--log-dir", default=None, help="TensorBoard / monitor / progress.csv directory")
+    p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra option (repeatable)")
+    p.set_defaults(func=_cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``train`` on its own: ``python -m agents.cli_train --algo ... --env ... --steps ...``."""
+    parser = argparse.ArgumentParser(prog="rlhf-envs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
