@@ -27,8 +27,14 @@ from agents import checkpoint as ckpt
 from agents.config import OnPolicyConfig
 from agents.envs import autoreset_mode, is_token_space, make_vector_env
 from agents.logging import TrainingLogger
-from agents.policies import MLPActorCritic
-from agents.rollout import Batch, EpisodeTracker, StepCollector, summarize_episodes
+from agents.policies import MLPActorCritic, TransformerActorCritic
+from agents.rollout import (
+    Batch,
+    EpisodeTracker,
+    StepCollector,
+    action_masks_from_infos,
+    summarize_episodes,
+)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -102,6 +108,16 @@ class OnPolicyAgent:
             from agents.lm import LMActorCritic
 
             return LMActorCritic.from_config(cfg, self.observation_space, self.action_space, self.init_rng)
+        if cfg.policy == "transformer":
+            return TransformerActorCritic(
+                self.observation_space,
+                self.action_space,
+                cfg.d_model,
+                cfg.n_layers,
+                cfg.n_heads,
+                self.init_rng,
+                use_action_mask=cfg.use_action_mask,
+            )
         return MLPActorCritic(
             self.observation_space,
             self.action_space,
@@ -109,6 +125,8 @@ class OnPolicyAgent:
             cfg.activation,
             cfg.log_std_init,
             self.init_rng,
+            token_features=cfg.token_features,
+            use_action_mask=cfg.use_action_mask,
         )
 
     def _build_collector(self) -> Any:
@@ -130,7 +148,7 @@ class OnPolicyAgent:
         """``(log_probs, entropy, values)`` of the current policy for the stored actions."""
         if self.config.policy == "lm":
             return self.policy.evaluate_batch(batch)
-        return self.policy.evaluate_actions(batch.obs, batch.actions)
+        return self.policy.evaluate_actions(batch.obs, batch.actions, batch.action_masks)
 
     def optimize(self, loss: torch.Tensor, batch: Batch, terms: dict[str, torch.Tensor]) -> float:
         """Backward, clip the global gradient norm, step. Non-finite loss or gradients raise first."""
@@ -277,12 +295,14 @@ class OnPolicyAgent:
         targets = np.array([(n_episodes + i) // n for i in range(n)])
         counts = np.zeros(n, dtype=np.int64)
         tracker = EpisodeTracker(n, maxlen=None)
-        obs, _ = env.reset(seed=seed)
+        obs, infos = env.reset(seed=seed)
         prev_done = np.zeros(n, dtype=bool)
         episodes: list[dict[str, float]] = []
         pol, dev = self.policy, self.config.device
+        masked = self.config.use_action_mask
         while (counts < targets).any():
-            out = pol.act(pol.encoder(obs, dev), gen, deterministic=deterministic)
+            am = torch.as_tensor(action_masks_from_infos(infos, n, pol.n_out), device=dev) if masked else None
+            out = pol.act(pol.encoder(obs, dev), gen, deterministic=deterministic, action_mask=am)
             obs, rewards, term, trunc, infos = env.step(pol.to_env_actions(out.actions))
             valid = ~prev_done if mode == AutoresetMode.NEXT_STEP else np.ones(n, dtype=bool)
             ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, valid)
@@ -293,18 +313,35 @@ class OnPolicyAgent:
                     counts[i] += 1
             done = (np.asarray(term) | np.asarray(trunc)) & valid
             if mode == AutoresetMode.DISABLED and done.any():
-                obs, _ = env.reset(options={"reset_mask": done})
+                step_masks = action_masks_from_infos(infos, n, pol.n_out) if masked else None
+                obs, infos = env.reset(options={"reset_mask": done})
+                if masked:  # keep the stepped rows' masks, take the reset rows' from the reset
+                    fresh = action_masks_from_infos(infos, n, pol.n_out)
+                    step_masks[done] = fresh[done]
+                    infos = {"action_mask": step_masks}
             prev_done = done if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
         return episodes
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of observations (MLP policies), in the env's format."""
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> np.ndarray:
+        """Actions for a batch of observations (MLP policies), in the env's format.
+
+        ``action_masks`` (bool ``(B, n_actions)``, e.g. ``info["action_mask"]``) is required when
+        the agent was built with ``use_action_mask=True`` and ignored otherwise.
+        """
         if self.config.policy == "lm":
             raise NotImplementedError(
                 "LM policies act on whole episodes: use evaluate() or agent.policy.sample()"
             )
+        dev = self.config.device
+        am = None
+        if self.config.use_action_mask:
+            if action_masks is None:
+                raise ValueError("this agent uses action masks: pass action_masks=info['action_mask']")
+            am = torch.as_tensor(np.asarray(action_masks, dtype=bool), device=dev)
         with torch.no_grad():
-            out = self.policy.act(self.policy.encoder(obs, self.config.device), self.torch_rng, deterministic)
+            out = self.policy.act(
+                self.policy.encoder(obs, dev), self.torch_rng, deterministic, action_mask=am
+            )
         return self.policy.to_env_actions(out.actions)
 
     # -- checkpoints ------------------------------------------------------------------------------

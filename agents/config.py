@@ -54,7 +54,8 @@ class OnPolicyConfig:
     norm_adv: str = "minibatch"
 
     # -- policy -----------------------------------------------------------------------------------
-    #: "mlp" (any Discrete/Box-action env) or "lm" (a transformers causal LM over a token env)
+    #: "mlp" (any Discrete/Box-action env), "transformer" (a small transformer trained from scratch
+    #: over the rlhf token observation, Discrete actions) or "lm" (a transformers causal LM)
     policy: str = "mlp"
     #: hidden layer widths of the separate actor and critic MLPs
     hidden_sizes: tuple[int, ...] = (64, 64)
@@ -62,6 +63,20 @@ class OnPolicyConfig:
     activation: str = "tanh"
     #: initial log standard deviation of the Gaussian policy (Box actions)
     log_std_init: float = 0.0
+    #: policy="transformer": embedding width, encoder layers and attention heads of the shared
+    #: actor-critic trunk (token + learned position embeddings, pre-norm layers, no dropout)
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    #: extra features for the rlhf token observation (MLP policy): "none" (the per-position
+    #: one-hot only) or "length" (also a one-hot of the number of real tokens, i.e. the current
+    #: position, so the network need not infer it from where the padding starts)
+    token_features: str = "none"
+    #: masked PPO (as sb3-contrib's MaskablePPO): restrict the Categorical policy to the actions
+    #: the env marks valid in ``info["action_mask"]`` (read after every reset and step). The mask
+    #: is applied identically when sampling in the rollout, in evaluation and in the update's
+    #: log-probs and entropy. Discrete actions, mlp/transformer policies; the env must report it.
+    use_action_mask: bool = False
 
     # -- language-model policy (policy="lm") --------------------------------------------------------
     #: a ``transformers`` causal LM instance or a path/name for ``AutoModelForCausalLM.from_pretrained``
@@ -105,16 +120,17 @@ class OnPolicyConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` / ``ValueError`` on settings that cannot work."""
-        for name in ("n_envs", "n_steps", "checkpoint_every"):
+        for name in ("n_envs", "n_steps", "checkpoint_every", "d_model", "n_layers", "n_heads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive int, got {v!r}")
         choices = {
             "optimizer": ("adam", "rmsprop"),
             "norm_adv": ("minibatch", "batch", "none"),
-            "policy": ("mlp", "lm"),
+            "policy": ("mlp", "transformer", "lm"),
             "activation": ("tanh", "relu"),
             "kl_estimator": ("k1", "k3"),
+            "token_features": ("none", "length"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -123,6 +139,10 @@ class OnPolicyConfig:
             raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ValueError("learning_rate and temperature must be positive")
+        if self.use_action_mask and self.policy == "lm":
+            raise ConfigError("use_action_mask=True is supported for policy='mlp' and 'transformer' only")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.policy == "lm" and self.model is None:
             raise ConfigError("policy='lm' needs model= (a transformers causal LM instance or a path)")
 

@@ -1,6 +1,7 @@
-"""MLP actor-critic policies for any Gymnasium env with Discrete or Box actions.
+"""Actor-critic policies trained from scratch: MLPs for any Gymnasium env with Discrete or Box
+actions, and a small transformer (``policy="transformer"``) for the rlhf token observation.
 
-Separate actor and critic networks (CleanRL detail 13), orthogonal initialisation with gain
+MLPs: separate actor and critic networks (CleanRL detail 13), orthogonal initialisation with gain
 sqrt(2) on hidden layers, 0.01 on the policy head and 1.0 on the value head, zero biases (detail 2).
 All initialisation draws from the agent's ``torch.Generator``: building a policy never touches the
 global torch RNG.
@@ -8,7 +9,14 @@ global torch RNG.
 Observations are encoded to a flat float vector by :class:`ObsEncoder`: Box and MultiBinary are
 flattened, Discrete is one-hot, and the rlhf token observation (``Dict(input_ids, attention_mask)``)
 is a one-hot of every position's token, zeroed on padding (``L * V`` features; the toy tasks have
-``16 * 30 = 480``). Anything else is refused at construction with an error that says what works.
+``14 * 30 = 420``), optionally followed by a one-hot of the sequence length (``token_features=
+"length"``: ``L + 1`` more features). Anything else is refused at construction with an error that
+says what works. The transformer (:class:`TransformerActorCritic`) reads the token ids and attention
+mask directly.
+
+With ``use_action_mask`` the Categorical policy is restricted to the env's valid actions (masked
+PPO, as sb3-contrib's MaskablePPO): invalid logits are replaced by a large negative constant, so
+they get probability 0 when sampling and contribute nothing to log-probs or entropy.
 """
 
 from __future__ import annotations
@@ -31,13 +39,16 @@ MAX_ONE_HOT_FEATURES = 65_536
 class ObsEncoder:
     """Numpy observation batch -> float32 tensor ``(B, n_features)``."""
 
-    def __init__(self, space: spaces.Space) -> None:
+    def __init__(self, space: spaces.Space, token_features: str = "none") -> None:
         self.space = space
+        self.token_features = token_features
         if is_token_space(space):
             self.kind = "tokens"
             self.length = int(space["input_ids"].shape[0])
             self.vocab = int(np.max(space["input_ids"].high)) + 1
             self.n_features = self.length * self.vocab
+            if token_features == "length":
+                self.n_features += self.length + 1
             if self.n_features > MAX_ONE_HOT_FEATURES:
                 raise ConfigError(
                     f"token observation of length {self.length} with vocabulary {self.vocab} would one-hot "
@@ -61,12 +72,20 @@ class ObsEncoder:
             mask = torch.as_tensor(np.asarray(obs["attention_mask"]), device=device)
             onehot = torch.nn.functional.one_hot(ids.clamp(0, self.vocab - 1), self.vocab).float()
             onehot = onehot * mask.unsqueeze(-1).float()
-            return onehot.reshape(ids.shape[0], -1)
+            flat = onehot.reshape(ids.shape[0], -1)
+            if self.token_features == "length":
+                n_real = (mask != 0).sum(-1).long()
+                flat = torch.cat([flat, torch.nn.functional.one_hot(n_real, self.length + 1).float()], -1)
+            return flat
         if self.kind == "discrete":
             x = torch.as_tensor(np.asarray(obs), device=device).long().reshape(-1)
             return torch.nn.functional.one_hot(x, self.n_features).float()
         x = torch.as_tensor(np.asarray(obs), device=device, dtype=torch.float32)
         return x.reshape(x.shape[0], -1)
+
+
+#: logit given to invalid actions under an action mask (MaskablePPO uses the same constant)
+MASKED_LOGIT = -1e8
 
 
 def _init_layer(layer: nn.Linear, gain: float, generator: torch.Generator) -> nn.Linear:
@@ -112,9 +131,12 @@ class MLPActorCritic(nn.Module):
         activation: str,
         log_std_init: float,
         generator: torch.Generator,
+        token_features: str = "none",
+        use_action_mask: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = ObsEncoder(observation_space)
+        self.encoder = ObsEncoder(observation_space, token_features)
+        self.use_action_mask = use_action_mask
         if isinstance(action_space, spaces.Discrete):
             self.discrete = True
             self.n_out = int(action_space.n)
@@ -128,6 +150,8 @@ class MLPActorCritic(nn.Module):
             raise ConfigError(
                 f"unsupported action space {action_space}; the agents support Discrete and float Box actions"
             )
+        if use_action_mask and not self.discrete:
+            raise ConfigError("use_action_mask=True needs a Discrete action space")
         sizes = [self.encoder.n_features, *hidden_sizes]
         with torch.random.fork_rng(devices=[]):  # nn.Linear's own init would draw from the global RNG
             self.actor = _mlp([*sizes, self.n_out], activation, 0.01, generator)
@@ -139,20 +163,45 @@ class MLPActorCritic(nn.Module):
         """State values ``(B,)`` of encoded observations."""
         return self.critic(x).squeeze(-1)
 
-    def _dist_params(self, x: torch.Tensor) -> torch.Tensor:
-        return self.actor(x)
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(distribution parameters, values)`` of encoded observations."""
+        return self.actor(x), self.value(x)
 
-    def act(self, x: torch.Tensor, generator: torch.Generator, deterministic: bool = False) -> PolicyOutput:
-        """Sample (or take the mode of) the policy for a batch of encoded observations."""
-        out = self._dist_params(x)
+    def _log_probs_all(self, logits: torch.Tensor, action_mask: torch.Tensor | None) -> torch.Tensor:
+        """Categorical log-probabilities ``(B, n)``, restricted to ``action_mask`` when masking."""
+        if self.use_action_mask:
+            if action_mask is None:
+                raise ValueError("this policy uses action masks (use_action_mask=True): pass action_mask")
+            logits = torch.where(action_mask.bool(), logits, torch.full_like(logits, MASKED_LOGIT))
+        return torch.log_softmax(logits, dim=-1)
+
+    def act(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        deterministic: bool = False,
+        action_mask: torch.Tensor | None = None,
+    ) -> PolicyOutput:
+        """Sample (or take the mode of) the policy for a batch of encoded observations.
+
+        ``action_mask`` (bool ``(B, n)``, True = valid) is required when ``use_action_mask``.
+        """
+        out, values = self._forward(x)
         if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
+            logp_all = self._log_probs_all(out, action_mask)
             if deterministic:
                 a = logp_all.argmax(-1)
             else:  # inverse-CDF sampling with the agent's generator
                 u = torch.rand(x.shape[0], 1, generator=generator, device=x.device)
                 cdf = logp_all.exp().cumsum(-1)
-                a = torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(-1).clamp_(max=self.n_out - 1)
+                # right=True: the first index whose cdf exceeds the draw, never a 0-probability action
+                a = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+                a = a.clamp_(max=self.n_out - 1)
+                if (
+                    self.use_action_mask
+                ):  # a draw rounded up to the very top may land past the last valid action
+                    top = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1) <= MASKED_LOGIT / 2
+                    a = torch.where(top, logp_all.argmax(-1), a)
             logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
         else:
             std = self.log_std.exp()
@@ -161,25 +210,28 @@ class MLPActorCritic(nn.Module):
             else:
                 a = out + std * torch.randn(out.shape, generator=generator, device=x.device)
             logp = self._gauss_logp(out, a)
-        return PolicyOutput(a, logp, self.value(x))
+        return PolicyOutput(a, logp, values)
 
     def _gauss_logp(self, mean: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         log_std = self.log_std.expand_as(mean)
         return (-0.5 * ((a - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def evaluate_actions(
-        self, x: torch.Tensor, actions: torch.Tensor
+        self, x: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probabilities, entropies and values for stored ``actions`` (training pass)."""
-        out = self._dist_params(x)
+        """Log-probabilities, entropies and values for stored ``actions`` (training pass).
+
+        With ``use_action_mask`` both are those of the masked distribution (the one sampled from).
+        """
+        out, values = self._forward(x)
         if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
+            logp_all = self._log_probs_all(out, action_mask)
             logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             entropy = -(logp_all.exp() * logp_all).sum(-1)
         else:
             logp = self._gauss_logp(out, actions)
             entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
-        return logp, entropy, self.value(x)
+        return logp, entropy, values
 
     def to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """Tensor actions -> what ``env.step`` takes (Discrete offset added, Box clipped)."""
@@ -187,3 +239,100 @@ class MLPActorCritic(nn.Module):
         if self.discrete:
             return a.astype(np.int64) + self.action_start
         return np.clip(a.reshape(a.shape[0], *self.action_shape), self.low, self.high).astype(np.float32)
+
+
+class TokenIdsEncoder:
+    """rlhf token observation -> int64 ``(B, 2L)``: the token ids, then the attention mask."""
+
+    kind = "token_ids"
+
+    def __init__(self, space: spaces.Space) -> None:
+        self.space = space
+        self.length = int(space["input_ids"].shape[0])
+        self.vocab = int(np.max(space["input_ids"].high)) + 1
+        self.n_features = 2 * self.length
+
+    def __call__(self, obs, device: torch.device | str = "cpu") -> torch.Tensor:  # noqa: ANN001
+        ids = torch.as_tensor(np.asarray(obs["input_ids"]), device=device).long().clamp(0, self.vocab - 1)
+        mask = torch.as_tensor(np.asarray(obs["attention_mask"]), device=device).long()
+        return torch.cat([ids, mask], dim=-1)
+
+
+class TransformerActorCritic(MLPActorCritic):
+    """A small transformer over the rlhf token observation with actor and critic heads.
+
+    For ``policy="transformer"``: token and learned position embeddings, ``n_layers`` pre-norm
+    encoder layers (GELU, no dropout) attending over the real (unpadded) tokens, and the final
+    hidden state of the last real token read out by a linear policy head (orthogonal, gain 0.01)
+    and a linear value head (gain 1.0) sharing the trunk. Attention can look a token up by its
+    position, which an MLP over one-hot positions must learn separately for every
+    (position, symbol) pair. Sampling, masking and log-probs are :class:`MLPActorCritic`'s.
+    The observation is passed through as ``(B, 2L)`` integer ids and attention mask.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        generator: torch.Generator,
+        use_action_mask: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        if not is_token_space(observation_space) or not isinstance(action_space, spaces.Discrete):
+            raise ConfigError(
+                "policy='transformer' needs the rlhf token observation Dict(input_ids, attention_mask) "
+                f"and Discrete actions, got {observation_space} / {action_space}"
+            )
+        self.encoder = TokenIdsEncoder(observation_space)
+        self.use_action_mask = use_action_mask
+        self.discrete = True
+        self.n_out = int(action_space.n)
+        self.action_start = int(action_space.start)
+        length, vocab = self.encoder.length, self.encoder.vocab
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
+            self.tok_emb = nn.Embedding(vocab, d_model)
+            self.pos_emb = nn.Embedding(length, d_model)
+            layer = nn.TransformerEncoderLayer(
+                d_model,
+                n_heads,
+                4 * d_model,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.trunk = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d_model)
+            self.actor_head = nn.Linear(d_model, self.n_out)
+            self.critic_head = nn.Linear(d_model, 1)
+        for name, p in self.named_parameters():  # re-initialise everything from the agent's generator
+            if name.endswith("emb.weight"):
+                nn.init.normal_(p, 0.0, 0.02, generator=generator)
+            elif p.dim() > 1 and "head" not in name:
+                nn.init.xavier_uniform_(p, generator=generator)
+            elif "norm" in name and name.endswith("weight"):
+                nn.init.ones_(p)
+            elif p.dim() == 1:
+                nn.init.zeros_(p)
+        _init_layer(self.actor_head, 0.01, generator)
+        _init_layer(self.critic_head, 1.0, generator)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        length = self.encoder.length
+        ids, mask = x[:, :length].long(), x[:, length:] != 0
+        pos = torch.arange(length, device=x.device)
+        h = self.tok_emb(ids) + self.pos_emb(pos)
+        h = self.trunk(h, src_key_padding_mask=~mask)
+        last = torch.where(mask, pos, -1).amax(-1).clamp(min=0)  # the last real token, however padded
+        return self.norm(h[torch.arange(h.shape[0], device=x.device), last])
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """State values ``(B,)`` of encoded observations."""
+        return self.critic_head(self._features(x)).squeeze(-1)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self._features(x)  # one trunk pass for both heads
+        return self.actor_head(h), self.critic_head(h).squeeze(-1)

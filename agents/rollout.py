@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from rlhf_envs.errors import ConfigError
+
 TRACKED_FLOAT_PREFIX = "reward_"
 
 
@@ -33,6 +35,25 @@ def _masked(infos: dict[str, Any], key: str, n: int) -> tuple[np.ndarray, np.nda
     values = np.asarray(infos[key])
     mask = np.asarray(infos.get(f"_{key}", np.ones(n, dtype=bool)), dtype=bool)
     return values, mask
+
+
+def action_masks_from_infos(infos: dict[str, Any], n_envs: int, n_actions: int) -> np.ndarray:
+    """Bool ``(n_envs, n_actions)`` valid-action masks from a vector env's ``infos["action_mask"]``.
+
+    Rows the info does not cover (``_action_mask`` False) allow every action. Raises
+    :class:`ConfigError` when the env reports no mask at all (``use_action_mask`` needs one).
+    """
+    got = _masked(infos, "action_mask", n_envs)
+    if got is None:
+        raise ConfigError(
+            "use_action_mask=True but the env reports no info['action_mask'] after reset/step; "
+            "use an env that does (the rlhf text envs do) or set use_action_mask=False"
+        )
+    values, rows = got
+    masks = np.ones((n_envs, n_actions), dtype=bool)
+    if rows.any():
+        masks[rows] = np.stack([np.asarray(values[i], dtype=bool) for i in np.flatnonzero(rows)])
+    return masks
 
 
 class EpisodeTracker:
@@ -169,6 +190,8 @@ class Batch:
     returns: torch.Tensor
     mask: torch.Tensor
     rewards: torch.Tensor
+    #: bool ``(M, n_actions)`` valid-action masks of the observations (``use_action_mask`` only)
+    action_masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -185,6 +208,7 @@ class Batch:
             self.returns[idx],
             self.mask[idx],
             self.rewards[idx],
+            None if self.action_masks is None else self.action_masks[idx],
         )
 
 
@@ -203,10 +227,22 @@ class StepCollector:
         self.tracker = EpisodeTracker(self.n)
         self.obs: Any = None
         self.prev_done = np.zeros(self.n, dtype=bool)
+        #: valid-action masks of ``self.obs`` (only when the policy uses action masks)
+        self.action_masks: np.ndarray | None = None
+
+    @property
+    def uses_masks(self) -> bool:
+        """Whether the policy samples from the env's action masks."""
+        return bool(getattr(self.policy, "use_action_mask", False))
+
+    def _update_masks(self, infos: dict[str, Any]) -> None:
+        if self.uses_masks:
+            self.action_masks = action_masks_from_infos(infos, self.n, self.policy.n_out)
 
     def reset(self, seed: int) -> None:
         """Reset every sub-env (sub-env ``i`` gets ``seed + i``) and forget running episodes."""
-        self.obs, _ = self.env.reset(seed=seed)
+        self.obs, infos = self.env.reset(seed=seed)
+        self._update_masks(infos)
         self.prev_done[:] = False
         self.tracker.reset()
 
@@ -236,9 +272,14 @@ class StepCollector:
         """Run ``n_steps`` vector steps and return the flattened batch of valid transitions."""
         n, dev, pol = self.n, self.device, self.policy
         obs_buf, act_buf, logp_buf, val_buf, rew_buf, done_buf, valid_buf = [], [], [], [], [], [], []
+        mask_buf: list[torch.Tensor] = []
         for _ in range(n_steps):
             x = pol.encoder(self.obs, dev)
-            out = pol.act(x, generator)
+            am = None
+            if self.uses_masks:
+                am = torch.as_tensor(self.action_masks, device=dev)
+                mask_buf.append(am)
+            out = pol.act(x, generator, action_mask=am)
             next_obs, rewards, terminated, truncated, infos = self.env.step(pol.to_env_actions(out.actions))
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             valid = ~self.prev_done if self.mode == AutoresetMode.NEXT_STEP else np.ones(n, dtype=bool)
@@ -257,8 +298,12 @@ class StepCollector:
             rew_buf.append(torch.as_tensor(rewards, device=dev))
             done_buf.append(torch.as_tensor(done, dtype=torch.float32, device=dev))
             valid_buf.append(torch.as_tensor(valid, device=dev))
+            self._update_masks(infos)
             if self.mode == AutoresetMode.DISABLED and done.any():
-                next_obs, _ = self.env.reset(options={"reset_mask": done})
+                next_obs, reset_infos = self.env.reset(options={"reset_mask": done})
+                if self.uses_masks:
+                    fresh = action_masks_from_infos(reset_infos, n, pol.n_out)
+                    self.action_masks[done] = fresh[done]
             self.prev_done = done if self.mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
             self.obs = next_obs
         last_values = pol.value(pol.encoder(self.obs, dev))
@@ -274,6 +319,8 @@ class StepCollector:
         def flat(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(-1)[idx]
 
+        masks = torch.stack(mask_buf).reshape(n_steps * n, -1)[idx] if mask_buf else None
+
         return Batch(
             obs,
             acts,
@@ -283,4 +330,5 @@ class StepCollector:
             flat(ret),
             torch.ones(idx.numel(), dtype=torch.bool, device=dev),
             flat(rewards_t),
+            masks,
         )

@@ -1,18 +1,25 @@
-"""Toy tasks (RLHF/Copy-v0, RLHF/Reverse-v0): the custom PPO with an MLP policy on one-hot tokens.
+"""Toy tasks (RLHF/Copy-v0, RLHF/Reverse-v0): the custom PPO with a small transformer policy.
 
-The policy sees the one-hot of every position's token (16 positions x 30 symbols = 480 inputs,
-padding zeroed) and must emit the answer token by token, then EOS; the reward is the task's
-partial-credit match on the final token, and success is an exact answer. Every ``--eval-every``
-env steps the policy is evaluated greedily on 200 fresh episodes (a separate env seeded
-10_000 + seed); at the end on ``--final-episodes`` episodes. Writes
-``benchmarks/results/toy_tasks.csv`` (final) and ``benchmarks/results/toy_tasks_curve.csv``.
+By default (``CONFIG``) the policy is ``policy="transformer"``: 2 pre-norm layers of width 64 over
+the token ids with learned positions, read out at the last real token. With ``--set policy=mlp``
+it is an MLP on the one-hot of every position's token (14 positions x 30 symbols = 420 inputs,
+padding zeroed; with ``token_features="length"`` also a one-hot of the sequence length). Either
+must emit the answer token by token, then EOS; the reward is the task's partial-credit match on the
+final token, and success is an exact answer. ``use_action_mask=True`` (masked PPO) samples only the
+tokens the env marks valid in ``info["action_mask"]`` (the 8 letters and EOS), in training and in
+evaluation. Every ``--eval-every`` env steps the policy is evaluated greedily on 200 fresh
+episodes (a separate env seeded 10_000 + seed); at the end on ``--final-episodes`` episodes.
+Writes ``toy_tasks.csv`` (final rows, with the full config) and ``toy_tasks_curve.csv`` into
+``--out-dir`` (default ``benchmarks/results``). ``--set key=value`` overrides a ``CONFIG`` entry
+(the value is parsed as a Python literal, e.g. ``--set hidden_sizes=(512,512)``).
 
-    python benchmarks/toy_tasks.py [--tasks RLHF/Copy-v0 RLHF/Reverse-v0] [--timesteps 1200000] [--seed 0]
+    python benchmarks/toy_tasks.py [--tasks RLHF/Copy-v0 RLHF/Reverse-v0] [--timesteps 500000] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import os
 import sys
@@ -24,36 +31,60 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from agents import PPO  # noqa: E402
 
+#: the recorded benchmark settings: masked PPO with the small transformer policy. The MLP policy
+#: is ``--set policy=mlp hidden_sizes=(512,512) token_features=length learning_rate=1e-3``.
 CONFIG = dict(
     n_envs=64,
     n_steps=16,
     n_minibatches=4,
-    n_epochs=8,
+    n_epochs=4,
     gamma=1.0,
     gae_lambda=0.95,
     learning_rate=5e-4,
     anneal_lr=True,
     ent_coef=0.01,
-    hidden_sizes=(256, 256),
-    activation="relu",
+    use_action_mask=True,
+    policy="transformer",
+    d_model=64,
+    n_layers=2,
+    n_heads=4,
 )
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _append(path: str, row: dict) -> None:
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    """Append ``row``; if it has columns the file lacks, rewrite the file with them (blank before)."""
+    rows: list[dict] = []
+    fields = list(row)
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            old = list(reader.fieldnames or [])
+            if set(row) <= set(old):  # the usual case: a plain append
+                with open(path, "a", newline="") as out:
+                    csv.DictWriter(out, fieldnames=old, restval="").writerow(row)
+                return
+            rows = list(reader)
+        fields = old + [k for k in row if k not in old]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows([*rows, row])
 
 
 def run(
-    task: str, seed: int, timesteps: int, eval_every: int, final_episodes: int, deadline: float | None
+    task: str,
+    seed: int,
+    timesteps: int,
+    eval_every: int,
+    final_episodes: int,
+    deadline: float | None,
+    config: dict,
+    out_dir: str = HERE,
+    save_dir: str | None = None,
 ) -> dict:
-    """Train on ``task`` and return the final evaluation row."""
-    agent = PPO(task, seed=seed, **CONFIG)
+    """Train on ``task`` with PPO ``config`` and return the final evaluation row."""
+    agent = PPO(task, seed=seed, **config)
     t0 = time.perf_counter()
     next_eval = [eval_every]
 
@@ -68,12 +99,16 @@ def run(
                 "seconds": round(time.perf_counter() - t0, 1),
                 "success_rate": ev["success_rate"],
                 "mean_return": round(ev["mean_return"], 4),
+                "policy": config.get("policy", "mlp"),
+                "budget": timesteps,
             }
-            _append(os.path.join(HERE, "toy_tasks_curve.csv"), row)
+            _append(os.path.join(out_dir, "toy_tasks_curve.csv"), row)
             print(row, flush=True)
         return deadline is None or time.time() < deadline
 
     agent.learn(timesteps, callback=callback, progress_bar=False)
+    if save_dir is not None:
+        agent.save(os.path.join(save_dir, f"{task.replace('/', '_')}_seed{seed}"))
     ev = agent.evaluate(final_episodes, deterministic=True, seed=20_000 + seed)
     return {
         "task": task,
@@ -84,25 +119,52 @@ def run(
         "eval_episodes": final_episodes,
         "success_rate": ev["success_rate"],
         "mean_return": round(ev["mean_return"], 4),
-        "config": " ".join(f"{k}={v}" for k, v in CONFIG.items()),
+        "config": " ".join(f"{k}={v}" for k, v in config.items()),
     }
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value  # a bare string such as relu
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["RLHF/Copy-v0", "RLHF/Reverse-v0"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timesteps", type=int, default=1_200_000)
-    parser.add_argument("--eval-every", type=int, default=100_000)
+    parser.add_argument("--timesteps", type=int, default=500_000)
+    parser.add_argument("--eval-every", type=int, default=50_000)
     parser.add_argument("--final-episodes", type=int, default=1000)
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock limit per task (stops early)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override CONFIG entries")
+    parser.add_argument("--out-dir", default=HERE, help="directory for the two CSV files")
+    parser.add_argument("--save-dir", default=None, help="save each trained agent here (a checkpoint)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    os.makedirs(HERE, exist_ok=True)
+    config = {**CONFIG, **_parse_set(args.set)}
+    os.makedirs(args.out_dir, exist_ok=True)
     for task in args.tasks:
         deadline = time.time() + 60 * args.minutes if args.minutes else None
-        row = run(task, args.seed, args.timesteps, args.eval_every, args.final_episodes, deadline)
-        _append(os.path.join(HERE, "toy_tasks.csv"), row)
+        row = run(
+            task,
+            args.seed,
+            args.timesteps,
+            args.eval_every,
+            args.final_episodes,
+            deadline,
+            config,
+            args.out_dir,
+            args.save_dir,
+        )
+        _append(os.path.join(args.out_dir, "toy_tasks.csv"), row)
         print("FINAL", row, flush=True)
     return 0
 

@@ -233,3 +233,101 @@ def test_logging_csv_and_tensorboard(tmp_path):
     assert glob.glob(os.path.join(tmp_path, "events.out.tfevents.*"))
     lrs = [float(r["learning_rate"]) for r in rows]
     assert lrs == sorted(lrs, reverse=True) and lrs[0] == pytest.approx(2.5e-4)
+
+
+# -- masked PPO (use_action_mask) and the token-length feature --------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep", "Disabled"])
+def test_masked_policy_never_samples_masked_actions(mode):
+    env = TextGenerationVectorEnv("copy", num_envs=8, autoreset_mode=mode)
+    agent = PPO(env, seed=0, n_steps=16, n_epochs=1, use_action_mask=True)
+    allowed = torch.as_tensor(env.action_masks()[0].astype(bool))
+    # bias the untrained policy hard towards an invalid token: only the mask can keep it out
+    invalid = int(torch.nonzero(~allowed)[0])
+    with torch.no_grad():
+        agent.policy.actor[-1].bias[invalid] = 50.0
+    agent.collector.reset(0)
+    batch = agent.collector.collect_steps(16, 1.0, 0.95, agent.torch_rng)
+    assert batch.action_masks is not None and batch.action_masks.shape == (
+        len(batch),
+        env.single_action_space.n,
+    )
+    assert allowed[batch.actions.long()].all()
+    # the update's log-probs are those of the masked distribution the rollout sampled from
+    logp, entropy, _ = agent.evaluate_batch(batch)
+    torch.testing.assert_close(logp, batch.log_probs)
+    assert (entropy <= np.log(int(allowed.sum())) + 1e-5).all()
+    obs, infos = env.reset(seed=1)
+    for _ in range(5):
+        actions = agent.predict(obs, deterministic=False, action_masks=infos["action_mask"])
+        assert allowed[torch.as_tensor(actions)].all()
+    agent.learn(256, progress_bar=False)
+    assert agent.evaluate(8, deterministic=False)["n_episodes"] == 8
+
+
+def test_unmasked_policy_follows_its_logits_and_masking_needs_env_masks():
+    agent = PPO("RLHF/Copy-v0", seed=0, **FAST)
+    with torch.no_grad():
+        agent.policy.actor[-1].bias[0] = 50.0  # the pad token, which the task masks out
+    obs, _ = agent.env.reset(seed=0)
+    assert (agent.predict(obs, deterministic=False) == 0).all()
+    masked = PPO("RLHF/Copy-v0", seed=0, use_action_mask=True, **FAST)
+    with pytest.raises(ValueError, match="action_masks"):
+        masked.predict(obs)
+    with pytest.raises(ConfigError, match="action_mask"):
+        PPO("CartPole-v1", seed=0, use_action_mask=True, **FAST).learn(64, progress_bar=False)
+    with pytest.raises(ConfigError, match="Discrete"):
+        PPO("Pendulum-v1", seed=0, use_action_mask=True)
+
+
+def test_token_length_feature():
+    agent = PPO("RLHF/Copy-v0", seed=0, token_features="length", **FAST)
+    enc = agent.policy.encoder
+    assert enc.n_features == enc.length * enc.vocab + enc.length + 1
+    obs, _ = agent.env.reset(seed=0)
+    x = enc(obs)
+    n_real = obs["attention_mask"].sum(-1)
+    assert torch.equal(x[:, enc.length * enc.vocab :].argmax(-1), torch.as_tensor(n_real))
+    assert torch.equal(x[:, enc.length * enc.vocab :].sum(-1), torch.ones(len(n_real)))
+    with pytest.raises(ConfigError, match="token_features"):
+        PPO("RLHF/Copy-v0", token_features="positions")
+
+
+def test_masked_agent_checkpoint_round_trip(tmp_path):
+    agent = PPO("RLHF/Reverse-v0", seed=0, use_action_mask=True, token_features="length", **FAST)
+    agent.learn(256, progress_bar=False)
+    path = agent.save(str(tmp_path / "ckpt"))
+    loaded = PPO.load(path)
+    assert loaded.config.use_action_mask and loaded.config.token_features == "length"
+    assert agent.evaluate(8, seed=3) == loaded.evaluate(8, seed=3)
+
+
+def test_transformer_policy_masks_seeds_and_round_trips(tmp_path):
+    kwargs = dict(policy="transformer", d_model=16, n_layers=1, n_heads=2, use_action_mask=True, **FAST)
+    state = torch.get_rng_state()
+    agent = PPO("RLHF/Reverse-v0", seed=0, **kwargs)
+    agent.learn(256, progress_bar=False)
+    assert torch.equal(torch.get_rng_state(), state)  # construction and training use the agent's generators
+    again = PPO("RLHF/Reverse-v0", seed=0, **kwargs)
+    again.learn(256, progress_bar=False)
+    for p, q in zip(agent.policy.parameters(), again.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # padding does not leak into the features: the same prefix gives the same output at any pad content
+    obs, infos = agent.env.reset(seed=0)
+    x = agent.policy.encoder(obs)
+    noisy = x.clone()
+    length = agent.policy.encoder.length
+    noisy[:, :length] = torch.where(x[:, length:] == 0, torch.full_like(x[:, :length], 5), x[:, :length])
+    torch.testing.assert_close(agent.policy.value(x), agent.policy.value(noisy))
+    allowed = torch.as_tensor(infos["action_mask"][0].astype(bool))
+    with torch.no_grad():
+        agent.policy.actor_head.bias[int(torch.nonzero(~allowed)[0])] = 50.0
+    actions = agent.predict(obs, deterministic=False, action_masks=infos["action_mask"])
+    assert allowed[torch.as_tensor(actions)].all()
+    loaded = PPO.load(agent.save(str(tmp_path / "ckpt")))
+    assert agent.evaluate(8, seed=3) == loaded.evaluate(8, seed=3)
+    with pytest.raises(ConfigError, match="transformer"):
+        PPO("CartPole-v1", policy="transformer")
+    with pytest.raises(ConfigError, match="divisible"):
+        PPO("RLHF/Copy-v0", policy="transformer", d_model=10, n_heads=4)
