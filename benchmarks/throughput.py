@@ -20,7 +20,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import rlhf_envs
+import rlhf_envs  # noqa: F401  (registers the ids)
+from rlhf_envs.demo import TOY_IDS
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -65,12 +66,7 @@ def bench_env_steps(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    toy = [
-        e
-        for e in rlhf_envs.list_envs()
-        if e in ("RLHF/Copy-v0", "RLHF/Reverse-v0", "RLHF/Sort-v0", "RLHF/Addition-v0")
-    ]
-    parser.add_argument("--envs", nargs="+", default=toy)
+    parser.add_argument("--envs", nargs="+", default=TOY_IDS)
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)

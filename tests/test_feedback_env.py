@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
+import gymnasium as gym  # noqa: E402
 import numpy as np
 import pytest
-
-pytest.importorskip("rlhf_envs.tasks.language")
-from rlhf_envs.feedback.learned import DEFAULT_MODEL_DIR  # noqa: E402
-
-if not (DEFAULT_MODEL_DIR / "config.json").exists():  # pragma: no cover - the embedded model ships
-    pytest.skip("the embedded default model is not built", allow_module_level=True)
-
-import gymnasium as gym  # noqa: E402
 
 from rlhf_envs.feedback import Episode  # noqa: E402
 from rlhf_envs.feedback.learned import RewardModel  # noqa: E402

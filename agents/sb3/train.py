@@ -54,13 +54,12 @@ _NOT_WIRED = {"qrdqn", "trpo", "ars", "recurrent_ppo", "recurrentppo"}
 LANGUAGE_VOCAB = 256
 
 #: per-algorithm defaults for the toy tasks (short sparse-reward episodes of <= 8 tokens)
+_TOY_PPO = dict(
+    n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95, ent_coef=0.01
+)
 TOY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(
-        n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95, ent_coef=0.01
-    ),
-    "maskable_ppo": dict(
-        n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95, ent_coef=0.01
-    ),
+    "ppo": _TOY_PPO,
+    "maskable_ppo": _TOY_PPO,  # MaskablePPO is PPO plus masks: same settings
     "a2c": dict(n_steps=8, learning_rate=7e-4, gamma=1.0, gae_lambda=1.0, ent_coef=0.01),
     "dqn": dict(
         learning_rate=3e-4,
@@ -76,29 +75,20 @@ TOY_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
 }
 #: defaults for language tasks (policy = the embedded LM; TRL-like settings, small batches for CPU)
+_LM_PPO = dict(
+    n_steps=24,
+    batch_size=96,
+    n_epochs=4,
+    learning_rate=1e-5,
+    gamma=1.0,
+    gae_lambda=0.95,
+    ent_coef=0.0,
+    vf_coef=0.1,
+    max_grad_norm=1.0,
+)
 LM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(
-        n_steps=24,
-        batch_size=96,
-        n_epochs=4,
-        learning_rate=1e-5,
-        gamma=1.0,
-        gae_lambda=0.95,
-        ent_coef=0.0,
-        vf_coef=0.1,
-        max_grad_norm=1.0,
-    ),
-    "maskable_ppo": dict(
-        n_steps=24,
-        batch_size=96,
-        n_epochs=4,
-        learning_rate=1e-5,
-        gamma=1.0,
-        gae_lambda=0.95,
-        ent_coef=0.0,
-        vf_coef=0.1,
-        max_grad_norm=1.0,
-    ),
+    "ppo": _LM_PPO,
+    "maskable_ppo": _LM_PPO,
     "a2c": dict(
         n_steps=24,
         learning_rate=1e-5,

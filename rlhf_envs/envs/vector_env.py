@@ -194,6 +194,7 @@ class TextGenerationVectorEnv(VectorEnv):
         # One feedback call for every episode that ended in this step.
         end_info: dict[str, np.ndarray] = {}
         done_idx = np.flatnonzero(done)
+        task_reward = np.zeros(n, dtype=np.float64)
         if done_idx.size:
             scores, _, end_info = finish_episodes(
                 self.task,
@@ -207,10 +208,7 @@ class TextGenerationVectorEnv(VectorEnv):
                 {k: v[done_idx] for k, v in self._meta.items()},
             )
             rewards[done_idx] += scores
-            task_reward = np.zeros(n, dtype=np.float64)
             task_reward[done_idx] = scores
-        else:
-            task_reward = np.zeros(n, dtype=np.float64)
         step_values["reward_task"] = task_reward
 
         infos: dict[str, Any] = {}
@@ -291,9 +289,7 @@ class TextGenerationVectorEnv(VectorEnv):
         width = batch.ids.shape[1]
         self._ids[idx] = self.pad_id
         self._ids[idx, :width] = batch.ids
-        self._attn[idx] = self._positions[:width] < batch.lengths[:, None] if width == self.max_length else 0
-        if width < self.max_length:
-            self._attn[idx, :width] = np.arange(width) < batch.lengths[:, None]
+        self._attn[idx] = self._positions < batch.lengths[:, None]
         self._gen[idx] = self.pad_id
         self._lengths[idx] = self._prompt_lens[idx] = batch.lengths
         self._n_gen[idx] = 0
