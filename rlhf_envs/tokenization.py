@@ -12,9 +12,10 @@ tokenizer never pads.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from rlhf_envs.errors import ConfigError
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<eos>"
+#: CharTokenizer.decode_batch switches to fixed-width numpy strings above this many rows
+LARGE_DECODE_BATCH = 96
 
 
 @runtime_checkable
@@ -60,7 +63,8 @@ class CharTokenizer:
         self.eos_id = 1
         self.vocab_size = len(self.tokens)
         self._index = {s: i + 2 for i, s in enumerate(symbols)}
-        # one character per id, NUL for pad and EOS: lets decode_batch work on whole arrays
+        # id -> text tables for decode_batch (pad and EOS -> ""), as objects and as numpy chars
+        self._texts = np.array(["", "", *symbols], dtype=object)
         self._chars = np.array(["", "", *symbols], dtype="U1")
 
     def encode(self, text: str) -> list[int]:
@@ -80,9 +84,12 @@ class CharTokenizer:
     def decode_batch(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Decode rows ``ids[b, :lengths[b]]`` at once; returns an object array of str.
 
-        Each id maps to a one-character numpy string (pad and EOS to NUL); viewing a row of those
-        as one fixed-width string drops the trailing NULs, so a whole batch decodes in a few array
-        operations. Rows with a pad id *inside* them (a policy may emit it) are decoded one by one.
+        Pad and EOS decode to nothing wherever they are, as in :meth:`decode`. A batch costs a
+        fixed handful of array operations whatever the rows contain: small batches look each id's
+        text up in an object table and let numpy concatenate each row in one reduction; large
+        ones (where per-string work dominates) build fixed-width numpy strings, moving pad and
+        EOS to the end of the rows that have them inside (a stable sort) so that numpy drops them
+        as trailing NULs.
         """
         ids = np.asarray(ids)
         rows, width = ids.shape
@@ -91,12 +98,16 @@ class CharTokenizer:
             for b in range(rows):
                 out[b] = self.decode(ids[b, : lengths[b]].tolist())
             return out
-        inside = np.arange(width) < np.asarray(lengths)[:, None]
-        masked = np.where(inside, ids, self.pad_id)
-        out = self._chars[masked].view(f"U{width}").ravel().astype(object)
-        for b in np.flatnonzero(((masked == self.pad_id) & inside).any(axis=1)):
-            out[b] = self.decode(ids[b, : lengths[b]].tolist())
-        return out
+        codes = ids * prefix_mask(lengths, width, np.int64)  # past a row's length -> pad (id 0)
+        if rows <= LARGE_DECODE_BATCH:
+            return np.add.reduce(self._texts.take(codes), axis=1)
+        chars = self._chars.take(codes)
+        symbol = codes > self.eos_id
+        holes = (symbol[:, 1:] > symbol[:, :-1]).any(axis=1).nonzero()[0]  # a symbol after pad/EOS
+        if holes.size:
+            order = np.argsort(~symbol[holes], axis=1, kind="stable")  # symbols first, in order
+            chars[holes] = np.take_along_axis(chars[holes], order, axis=1)
+        return chars.view(f"U{width}").ravel().astype(object)
 
     def token_ids(self, chars: str) -> list[int]:
         """Ids of the given characters (used to build action masks)."""
@@ -177,6 +188,22 @@ class HFTokenizer:
 
     def __repr__(self) -> str:
         return f"HFTokenizer({getattr(self.hf, 'name_or_path', '')!r}, vocab_size={self.vocab_size})"
+
+
+@functools.lru_cache(maxsize=128)
+def _prefix_table(width: int, dtype: np.dtype) -> np.ndarray:
+    table = (np.arange(width) < np.arange(width + 1)[:, None]).astype(dtype)
+    table.flags.writeable = False
+    return table
+
+
+def prefix_mask(lengths: np.ndarray, width: int, dtype: Any = bool) -> np.ndarray:
+    """``(B, width)`` array of ``dtype``: 1 (True) where the position is below ``lengths[b]``, else 0.
+
+    Rows are looked up in a cached table, which is cheaper than a broadcast comparison on the
+    small batches a vector env finishes per step; lengths outside ``[0, width]`` are clipped.
+    """
+    return _prefix_table(int(width), np.dtype(dtype)).take(lengths, axis=0, mode="clip")
 
 
 def decode_batch(tokenizer: Tokenizer, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

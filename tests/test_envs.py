@@ -16,6 +16,7 @@ from gymnasium.utils.env_checker import check_env, data_equivalence
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rlhf_envs
+from rlhf_envs.envs import TextGenerationEnv, TextGenerationVectorEnv
 from rlhf_envs.errors import ConfigError, EpisodeFinishedError, InvalidActionError
 
 ENV_IDS = rlhf_envs.list_envs()
@@ -168,6 +169,129 @@ def test_vector_env_matches_single_env(env_id: str, mode: AutoresetMode) -> None
             if done.any():
                 opts = {"reset_mask": done}
                 _assert_same_step(native.reset(options=opts), sync.reset(options=opts), t)
+
+
+def _prefetch_task(name: str, prefetch: int):
+    from rlhf_envs.tasks.base import make_task
+
+    task = make_task(name)
+    task.prompt_prefetch = prefetch
+    return task
+
+
+@pytest.mark.parametrize("prefetch", [1, 3])
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+@pytest.mark.parametrize("task_name", ["copy", "addition"])
+def test_prompt_prefetch_replays_single_env_across_blocks_and_reseeding(
+    task_name: str, mode: AutoresetMode, prefetch: int
+) -> None:
+    """Small prompt blocks run out and are refilled many times; reseeding (all sub-envs, or some of
+    them through a seed list and a reset_mask) must throw the prefetched prompts away. Addition
+    also runs with shaping terms (their per-row path)."""
+    n, steps = 4, 90
+    shaping = {"step_penalty": 0.01, "repeat_penalty": 0.1} if task_name == "addition" else None
+    native = TextGenerationVectorEnv(
+        _prefetch_task(task_name, prefetch), num_envs=n, autoreset_mode=mode, shaping=shaping
+    )
+    sync = SyncVectorEnv(
+        [lambda: TextGenerationEnv(task_name, shaping=shaping) for _ in range(n)],
+        autoreset_mode=mode,
+    )
+    _assert_same_step(native.reset(seed=3), sync.reset(seed=3), -1)
+    rng = np.random.default_rng(1)
+    vocab = native.single_action_space.n
+    for t in range(steps):
+        actions = rng.integers(0, vocab, size=n)
+        actions[rng.random(n) < 0.3] = native.eos_id  # short episodes: many prompts per block
+        a, b = native.step(actions), sync.step(actions)
+        _assert_same_step(a, b, t)
+        if t == 40:  # reseed everything mid-block
+            _assert_same_step(native.reset(seed=100), sync.reset(seed=100), t)
+        if mode == AutoresetMode.DISABLED:
+            done = a[2] | a[3]
+            if done.any():
+                # reseed the first finished sub-env, continue the others' streams
+                seeds = [None] * n
+                seeds[int(np.flatnonzero(done)[0])] = 1000 + t
+                opts = {"reset_mask": done}
+                _assert_same_step(
+                    native.reset(seed=seeds, options=dict(opts)),
+                    sync.reset(seed=seeds, options=dict(opts)),
+                    t,
+                )
+        elif t == 60:
+            seeds = [None, 7, None, 8]
+            _assert_same_step(native.reset(seed=seeds), sync.reset(seed=seeds), t)
+
+
+def test_prompt_prefetch_size_does_not_change_episodes() -> None:
+    runs = []
+    for prefetch in (1, 2, 5, 128):
+        vec = TextGenerationVectorEnv(_prefetch_task("reverse", prefetch), num_envs=6)
+        rng = np.random.default_rng(0)
+        out = [vec.reset(seed=21)]
+        for _ in range(80):
+            actions = rng.integers(0, 30, size=6)
+            actions[rng.random(6) < 0.3] = vec.eos_id
+            out.append(vec.step(actions))
+        runs.append(out)
+    for other in runs[1:]:
+        assert data_equivalence(runs[0], other)
+
+
+def test_vector_env_pickles_mid_block_and_keeps_stepping() -> None:
+    vec = TextGenerationVectorEnv(_prefetch_task("sort", 3), num_envs=3)
+    vec.reset(seed=5)
+    rng = np.random.default_rng(2)
+    for _ in range(17):
+        vec.step(rng.integers(0, 30, size=3))
+    clone = pickle.loads(pickle.dumps(vec))
+    for _ in range(40):  # crosses several block refills in both copies
+        actions = rng.integers(0, 30, size=3)
+        actions[rng.random(3) < 0.3] = vec.eos_id
+        assert data_equivalence(vec.step(actions), clone.step(actions))
+
+
+def test_bad_prompt_prefetch_raises() -> None:
+    with pytest.raises(ConfigError, match="prompt_prefetch must be a positive int"):
+        TextGenerationVectorEnv(_prefetch_task("copy", 0), num_envs=2)
+
+
+def test_target_match_batch_equals_per_episode() -> None:
+    """TargetMatch on an EpisodeBatch (with or without target_lengths) agrees with the per-episode path."""
+    from rlhf_envs.feedback.base import EpisodeBatch
+    from rlhf_envs.feedback.scripted import TargetMatch
+
+    rng = np.random.default_rng(0)
+    b, width = 200, 6
+    target_len = rng.integers(0, 5, size=b)
+    target = np.where(np.arange(width) < target_len[:, None], rng.integers(2, 6, size=(b, width)), -1)
+    comp_len = rng.integers(0, width + 1, size=b)
+    terminated = (rng.random(b) < 0.5) & (comp_len > 0)
+    comp = np.where(np.arange(width) < comp_len[:, None], rng.integers(0, 6, size=(b, width)), 0)
+    comp[terminated, comp_len[terminated] - 1] = 1  # EOS ends a terminated completion
+    texts = np.full(b, "", dtype=object)
+
+    def batch(meta: dict) -> EpisodeBatch:
+        return EpisodeBatch(
+            texts,
+            texts,
+            np.zeros((b, 1), dtype=np.int64),
+            np.ones(b, dtype=np.int64),
+            comp,
+            comp_len,
+            terminated,
+            np.zeros(b, dtype=np.int64),
+            meta,
+            0,
+        )
+
+    plain = batch({"target_ids": target})
+    expected = TargetMatch().score(list(plain))
+    assert (expected == 1.0).any() and (expected < 1.0).any()
+    np.testing.assert_array_equal(TargetMatch().score(plain), expected)
+    with_lengths = batch({"target_ids": target, "target_lengths": target_len})
+    np.testing.assert_array_equal(TargetMatch().score(with_lengths), expected)
 
 
 def test_vector_env_uses_native_class() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rlhf_envs.errors import ConfigError
-from rlhf_envs.tokenization import CharTokenizer, HFTokenizer, Tokenizer
+from rlhf_envs.tokenization import LARGE_DECODE_BATCH, CharTokenizer, HFTokenizer, Tokenizer, prefix_mask
 
 CORPUS = ["the film was great and the acting was superb", "a dull, boring film with awful acting"] * 20
 
@@ -26,6 +27,34 @@ def test_char_tokenizer_errors() -> None:
         CharTokenizer("aba")
     with pytest.raises(ConfigError, match="single characters"):
         CharTokenizer(["ab", "c"])
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5, 37, LARGE_DECODE_BATCH, LARGE_DECODE_BATCH + 1, 700])
+def test_char_tokenizer_decode_batch_matches_decode(rows: int) -> None:
+    """Every batch path (Python join, object table, fixed-width strings) agrees with decode(),
+    including pad and EOS in the middle of a row, ids past the row's length and empty rows."""
+    tok = CharTokenizer("=+0123456789abcdefghijklmnop")
+    rng = np.random.default_rng(rows)
+    for width in (1, 2, 7):
+        ids = rng.integers(0, tok.vocab_size, size=(rows, width))
+        ids[rng.random((rows, width)) < 0.3] = rng.integers(0, 2)  # many pads / EOS, some inside
+        lengths = rng.integers(0, width + 1, size=rows)
+        out = tok.decode_batch(ids, lengths)
+        assert out.dtype == object and out.shape == (rows,)
+        assert list(out) == [tok.decode(ids[b, : lengths[b]].tolist()) for b in range(rows)]
+        assert all(type(text) is str for text in out)
+
+
+def test_prefix_mask() -> None:
+    mask = prefix_mask(np.array([0, 2, 3, 9, -1]), 3)
+    assert mask.dtype == bool
+    np.testing.assert_array_equal(
+        mask, [[0, 0, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1], [0, 0, 0]]
+    )  # lengths outside [0, width] are clipped
+    as_int = prefix_mask(np.array([1]), 2, np.int64)
+    assert as_int.dtype == np.int64 and as_int.tolist() == [[1, 0]]
+    as_int[0, 1] = 5  # a fresh array: the cached table is not touched
+    assert prefix_mask(np.array([1]), 2, np.int64).tolist() == [[1, 0]]
 
 
 def _train_fast_tokenizer(special: list[str]):

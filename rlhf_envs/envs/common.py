@@ -9,7 +9,6 @@ from gymnasium import spaces
 
 from rlhf_envs.errors import InvalidActionError
 from rlhf_envs.feedback.base import EpisodeBatch, score_episodes
-from rlhf_envs.seeding import key_to_seed
 from rlhf_envs.tasks.base import Task
 from rlhf_envs.tokenization import decode_batch
 
@@ -49,13 +48,14 @@ def finish_episodes(
     completion_ids: np.ndarray,
     completion_lengths: np.ndarray,
     terminated: np.ndarray,
-    keys: np.ndarray,
+    seeds: np.ndarray,
     metadata: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, EpisodeBatch, dict[str, np.ndarray]]:
     """Score a batch of finished episodes with one feedback call.
 
     Returns the validated float32 scores, the :class:`EpisodeBatch` and the per-episode info arrays
-    (``prompt``, ``completion`` and the task's extras such as ``success``).
+    (``prompt``, ``completion`` and the task's extras such as ``success``). ``seeds`` are the
+    episodes' feedback seeds (:func:`rlhf_envs.seeding.key_to_seed` of their episode keys).
     """
     completions = decode_batch(task.tokenizer, completion_ids, completion_lengths)
     batch = EpisodeBatch(
@@ -66,7 +66,7 @@ def finish_episodes(
         completion_ids=completion_ids,
         completion_lengths=completion_lengths,
         terminated=terminated,
-        seeds=key_to_seed(keys),
+        seeds=seeds,
         metadata=metadata,
         pad_id=task.tokenizer.pad_id,
     )

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from rlhf_envs.envs.common import check_action, finish_episodes, observation_space, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.errors import EpisodeFinishedError, check_known_keys
-from rlhf_envs.seeding import episode_keys, stream_key
+from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
 from rlhf_envs.tasks.base import PromptBatch, Task, make_task
 
 
@@ -173,7 +173,7 @@ class TextGenerationEnv(gym.Env):
                 self._ids[None, self._prompt_len : self._length],
                 np.array([self._length - self._prompt_len]),
                 np.array([terminated]),
-                self._key,
+                key_to_seed(self._key),
                 p.metadata,
             )
             task_reward = scores[0]

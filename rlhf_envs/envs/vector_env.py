@@ -2,11 +2,17 @@
 
 All sub-envs live in one ``(num_envs, L)`` id array, so a step is a fixed handful of numpy
 operations whatever the number of envs. Episodes that end in a step are scored with one feedback
-call on an :class:`~rlhf_envs.feedback.EpisodeBatch`, and the sub-envs that reset draw their
-prompts with one batched :meth:`Task.sample_prompts` call from counter-based random streams
-(:mod:`rlhf_envs.seeding`). Sub-env ``i`` of an env reset with ``seed=s`` replays exactly what
-:class:`~rlhf_envs.envs.TextGenerationEnv` does under ``reset(seed=s + i)`` with the same actions,
-which is also how gymnasium's ``SyncVectorEnv`` seeds its copies.
+call on an :class:`~rlhf_envs.feedback.EpisodeBatch`. Sub-env ``i`` of an env reset with ``seed=s``
+replays exactly what :class:`~rlhf_envs.envs.TextGenerationEnv` does under ``reset(seed=s + i)`` with
+the same actions, which is also how gymnasium's ``SyncVectorEnv`` seeds its copies.
+
+Prompts come from counter-based random streams (:mod:`rlhf_envs.seeding`): episode ``k`` of a
+sub-env is a pure function of its stream key and ``k``. That lets the env draw prompts *ahead*: each
+sub-env owns a block of ``Task.prompt_prefetch`` slots holding its next prompts (ids, length, text,
+metadata, feedback seed), and blocks that run low are refilled for many sub-envs at once by one
+batched :meth:`Task.sample_prompts` call. Starting an episode is then a few array gathers. The
+prompts are the same whether they are drawn one by one or a block at a time, so prefetching changes
+the cost, never the episodes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from gymnasium.vector.utils import batch_space
 from rlhf_envs.envs.common import finish_episodes, observation_space, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.errors import ConfigError, EpisodeFinishedError, InvalidActionError, check_known_keys
-from rlhf_envs.seeding import episode_keys, stream_key
+from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
 from rlhf_envs.tasks.base import Task, make_task
 
 
@@ -84,30 +90,68 @@ class TextGenerationVectorEnv(VectorEnv):
         self.vocab_size, self.pad_id, self.eos_id = tok.vocab_size, tok.pad_id, tok.eos_id
         self.max_prompt_tokens = self.task.max_prompt_tokens
         self.max_new_tokens = self.task.max_new_tokens
-        self.max_length = self.max_prompt_tokens + self.max_new_tokens
+        self.max_length = length = self.max_prompt_tokens + self.max_new_tokens
         self.single_observation_space = observation_space(self.task)
         self.single_action_space = spaces.Discrete(self.vocab_size)
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
 
-        self._ids = np.full((n, self.max_length), self.pad_id, dtype=np.int64)
-        self._attn = np.zeros((n, self.max_length), dtype=np.int8)
-        self._gen = np.full((n, self.max_new_tokens), self.pad_id, dtype=np.int64)
+        # Token state: one (n, L) id array, left-aligned and right-padded; episode i's tokens are
+        # _ids[i, :_lengths[i]] and it is truncated when _lengths[i] reaches _ends[i] (its prompt
+        # length plus max_new_tokens). The attention mask is not stored: observations look it up
+        # from the lengths. Steps write through a flat view, so every row's action goes in with one
+        # indexed assignment; completions are read through a sliding-window view of it.
+        self._ids = np.full((n, length), self.pad_id, dtype=np.int64)
         self._lengths = np.zeros(n, dtype=np.int64)
-        self._prompt_lens = np.zeros(n, dtype=np.int64)
-        self._n_gen = np.zeros(n, dtype=np.int64)
+        self._ends = np.zeros(n, dtype=np.int64)
         self._needs_reset = np.ones(n, dtype=bool)
+        self._any_needs_reset = True
+        self._row_offsets = np.arange(n, dtype=np.int64) * length
+        self._row_last = self._row_offsets + (length - 1)
+        self._attention_rows = (np.arange(length) < np.arange(length + 1)[:, None]).astype(np.int8)
+        self._make_views()
+
+        # Prompt blocks (see the module docstring): sub-env i owns K slots from _block_start[i]
+        # plus one sentinel slot after them whose length is -1; the slots hold episodes _base[i],
+        # _base[i] + 1, ... of its stream, and _slot[i] is the slot of its current episode. A block
+        # is refilled (rebased at the current episode) when a reset reaches the sentinel.
+        self._prefetch = k = _prefetch_size(self.task, n)
         self._streams = np.zeros(n, dtype=np.uint64)
-        self._counters = np.zeros(n, dtype=np.uint64)
-        self._keys = np.zeros(n, dtype=np.uint64)
-        self._texts = np.full(n, None, dtype=object)
-        self._meta: dict[str, np.ndarray] = {}
+        self._block_start = np.arange(n, dtype=np.int64) * (k + 1)
+        self._slot = self._block_start + (k - 1)
+        self._base = np.full(n, -k, dtype=np.int64)  # current episode -1: the next one is episode 0
+        size = n * (k + 1)
+        self._pool_ids = np.full((size, length), self.pad_id, dtype=np.int64)
+        self._pool_lengths = np.zeros(size, dtype=np.int64)
+        self._pool_lengths[self._block_start + k] = -1
+        self._pool_ends = np.zeros(size, dtype=np.int64)  # prompt length + max_new_tokens
+        self._pool_texts = np.full(size, "", dtype=object)
+        self._pool_seeds = np.zeros(size, dtype=np.int64)
+        self._pool_meta: dict[str, np.ndarray] = {}
+        self._info_keys: list[str] = []
+
         self._rows = np.arange(n)
-        self._positions = np.arange(self.max_length)
+        self._eos = np.full(n, self.eos_id, dtype=np.int64)
+        self._ones = np.ones(n, dtype=np.int64)
         self._mask = self.task.action_mask()
         self._masks = np.ascontiguousarray(np.broadcast_to(self._mask, (n, self.vocab_size)))
         self._all = np.ones(n, dtype=bool)
+        self._none = np.full(n, None, dtype=object)
         self._reset_called = False
+
+    def _make_views(self) -> None:
+        """Views of ``_ids`` used by ``step`` (rebuilt after unpickling, which copies arrays)."""
+        self._ids_flat = self._ids.reshape(-1)
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._ids_flat, self.max_new_tokens)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_ids_flat"], state["_windows"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._make_views()
 
     # -- Gymnasium API ------------------------------------------------------------------------------
 
@@ -136,13 +180,15 @@ class TextGenerationVectorEnv(VectorEnv):
             raise ConfigError(f"seed must be None, an int or a list of {n} ints/None, got {seed!r}")
         idx = np.flatnonzero(mask)
         for i in idx:
-            # Like the single env: a new stream when seeded (or on the very first reset).
+            # Like the single env: a new stream when seeded (or on the very first reset), which
+            # also throws away the sub-env's prefetched prompts.
             if seeds[i] is not None or not self._reset_called:
                 self._streams[i] = stream_key(seeding.np_random(seeds[i])[0])
-                self._counters[i] = 0
+                self._base[i], self._slot[i] = -self._prefetch, self._block_start[i] + self._prefetch - 1
         self._reset_called = True
         infos: dict[str, Any] = {}
         self._reset_envs(idx, mask, infos)
+        self._any_needs_reset = bool(self._needs_reset.any())
         masks = self._masks.copy() if mask.all() else np.where(mask[:, None], self._masks, 0).astype(np.int8)
         infos["action_mask"], infos["_action_mask"] = masks, mask.copy()
         return self._obs(), infos
@@ -152,97 +198,101 @@ class TextGenerationVectorEnv(VectorEnv):
             raise EpisodeFinishedError("step() called before reset(); call reset() first")
         actions = self._check_actions(actions)
         n = self.num_envs
-        next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
-        if next_step:
-            reset_sel = self._needs_reset.copy()
-            active = ~reset_sel
-            act_idx = np.flatnonzero(active)
-        else:
-            if self._needs_reset.any():
-                bad = np.flatnonzero(self._needs_reset).tolist()
+        mode = self.autoreset_mode
+        pending = self._needs_reset
+        lengths = self._lengths
+        where = self._row_offsets + lengths
+        if self._any_needs_reset:
+            if mode != AutoresetMode.NEXT_STEP:
+                bad = np.flatnonzero(pending).tolist()
                 raise EpisodeFinishedError(
                     f"sub-envs {bad} finished their episodes and were not reset; with "
-                    f"autoreset_mode={self.autoreset_mode.value!r} call reset(options={{'reset_mask': mask}}) first"
+                    f"autoreset_mode={mode.value!r} call reset(options={{'reset_mask': mask}}) first"
                 )
-            active, act_idx = self._all, self._rows
+            # NEXT_STEP: these sub-envs are reset below and their actions are ignored. Their
+            # writes stay inside their own rows (a full row would write one past its end).
+            active = ~pending
+            reset_idx = pending.nonzero()[0]
+            np.minimum(where, self._row_last, out=where)
+        else:
+            active = reset_idx = None
 
-        # Append the actions of the active sub-envs.
-        a = actions[act_idx]
-        pos = self._lengths[act_idx]
-        self._ids[act_idx, pos] = a
-        self._attn[act_idx, pos] = 1
-        self._gen[act_idx, self._n_gen[act_idx]] = a
-        self._lengths[act_idx] += 1
-        self._n_gen[act_idx] += 1
-        terminated = np.zeros(n, dtype=bool)
-        terminated[act_idx] = a == self.eos_id
-        truncated = active & ~terminated & (self._n_gen >= self.max_new_tokens)
-        done = terminated | truncated
+        # Append every row's action at its position (one indexed write, no gather of the active rows).
+        self._ids_flat[where] = actions
+        lengths += self._ones  # (an array operand is cheaper than a Python scalar)
+        terminated = actions == self._eos
+        done = lengths >= self._ends
+        done |= terminated
+        if active is not None:
+            terminated &= active
+            done &= active
+        truncated = done ^ terminated
 
-        rewards = np.zeros(n, dtype=np.float32)
         step_values: dict[str, np.ndarray] = {}
-        for term in self.shaping:
-            r = np.zeros(n, dtype=np.float32)
-            rs, extra = call_term(term, self._ids[act_idx], self._lengths[act_idx], a, act_idx)
-            r[act_idx] = rs
-            rewards += r
-            step_values[f"reward_{term.name}"] = r.astype(np.float64)
-            for key, value in extra.items():
-                step_values[key] = np.zeros(n, dtype=np.float64)
-                step_values[key][act_idx] = value
+        if self.shaping:
+            rewards = np.zeros(n, dtype=np.float32)
+            act_idx = self._rows if active is None else active.nonzero()[0]
+            ids, lens, acts = self._ids[act_idx], lengths[act_idx], actions[act_idx]
+            for term in self.shaping:
+                r = np.zeros(n, dtype=np.float32)
+                rs, extra = call_term(term, ids, lens, acts, act_idx)
+                r[act_idx] = rs
+                rewards += r
+                step_values[f"reward_{term.name}"] = r.astype(np.float64)
+                for key, value in extra.items():
+                    step_values[key] = np.zeros(n, dtype=np.float64)
+                    step_values[key][act_idx] = value
 
         # One feedback call for every episode that ended in this step.
-        end_info: dict[str, np.ndarray] = {}
-        done_idx = np.flatnonzero(done)
+        done_idx = done.nonzero()[0]
+        n_done = done_idx.size
         task_reward = np.zeros(n, dtype=np.float64)
-        if done_idx.size:
-            scores, _, end_info = finish_episodes(
-                self.task,
-                self._ids[done_idx, : self.max_prompt_tokens],
-                self._prompt_lens[done_idx],
-                self._texts[done_idx],
-                self._gen[done_idx],
-                self._n_gen[done_idx],
-                terminated[done_idx],
-                self._keys[done_idx],
-                {k: v[done_idx] for k, v in self._meta.items()},
-            )
-            rewards[done_idx] += scores
+        end_info: dict[str, np.ndarray] = {}
+        if n_done:
+            scores, end_info = self._finish(done_idx, terminated[done_idx])
             task_reward[done_idx] = scores
-        step_values["reward_task"] = task_reward
+            if self.shaping:
+                rewards[done_idx] += scores  # float32, as the single env adds them
+        # Without shaping the reward is the task reward (a float32 score, reported as float64).
+        rewards = rewards.astype(np.float64) if self.shaping else task_reward.copy()
 
         infos: dict[str, Any] = {}
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and done_idx.size:
+        if mode == AutoresetMode.SAME_STEP and n_done:
             # Like SyncVectorEnv: a finished sub-env reports its reset info; its last step's info and
             # observation go to infos["final_info"] / infos["final_obs"].
             final_info: dict[str, Any] = {}
             self._put_rows(final_info, end_info, done_idx, done)
             for key, value in step_values.items():
                 self._put(final_info, key, value, done)
+            final_info["reward_task"], final_info["_reward_task"] = task_reward.copy(), done.copy()
             self._put(final_info, "action_mask", self._masks, done)
             obs = self._obs()
-            final_obs = np.full(n, None, dtype=object)
+            final_obs = self._none.copy()
             for i in done_idx:
                 final_obs[i] = {k: v[i] for k, v in obs.items()}
             infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
             infos["final_info"], infos["_final_info"] = final_info, done.copy()
             self._reset_envs(done_idx, done, infos)
             keep = ~done
+            step_values["reward_task"] = task_reward
             for key, value in step_values.items():
                 self._put(infos, key, value, keep)
         else:
-            if done_idx.size:
+            if n_done:
                 self._put_rows(infos, end_info, done_idx, done)
+            sel = self._all if active is None else active
             for key, value in step_values.items():
-                self._put(infos, key, value, active)
-            if next_step:
-                if not active.all():
-                    self._reset_envs(np.flatnonzero(reset_sel), reset_sel, infos)
-                    rewards[reset_sel] = 0.0
+                self._put(infos, key, value, sel)
+            # Every active sub-env reports reward_task; it is 0 outside them (they scored nothing).
+            if reset_idx is None or reset_idx.size < n:
+                infos["reward_task"], infos["_reward_task"] = task_reward, sel.copy()
+            if reset_idx is not None:
+                self._reset_envs(reset_idx, pending, infos)
             self._needs_reset = done
+            self._any_needs_reset = n_done > 0
         infos["action_mask"], infos["_action_mask"] = self._masks.copy(), self._all.copy()
 
-        return self._obs(), rewards.astype(np.float64), terminated, truncated, infos
+        return self._obs(), rewards, terminated, truncated, infos
 
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode != "ansi":
@@ -250,9 +300,13 @@ class TextGenerationVectorEnv(VectorEnv):
         decode = self.task.tokenizer.decode
         out = []
         for i in range(self.num_envs):
-            gen = self._gen[i, : self._n_gen[i]]
+            if not self._reset_called:
+                out.append("|")
+                continue
+            slot = self._slot[i]
+            gen = self._ids[i, self._pool_lengths[slot] : self._lengths[i]]
             end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
-            out.append(f"{self._texts[i] or ''}|{decode(gen.tolist())}{end}")
+            out.append(f"{self._pool_texts[slot]}|{decode(gen.tolist())}{end}")
         return tuple(out)
 
     def action_masks(self) -> np.ndarray:
@@ -267,14 +321,36 @@ class TextGenerationVectorEnv(VectorEnv):
             raise InvalidActionError(
                 f"actions must have shape ({self.num_envs},) (one token id per sub-env), got {arr.shape}"
             )
-        if arr.dtype.kind not in "iu":
+        kind = arr.dtype.kind
+        if kind not in "iu":
             raise InvalidActionError(f"actions must be integer token ids, got dtype {arr.dtype}")
-        if arr.min() < 0 or arr.max() >= self.vocab_size:
+        # One reduction checks both ends: viewed as unsigned, negative ids become huge.
+        unsigned = arr.view(np.uint64 if arr.dtype == np.int64 else f"u{arr.dtype.itemsize}")
+        if unsigned[unsigned.argmax()] >= self.vocab_size:
             bad = int(np.flatnonzero((arr < 0) | (arr >= self.vocab_size))[0])
             raise InvalidActionError(
                 f"action {int(arr[bad])} of sub-env {bad} is out of range; allowed token ids are [0, {self.vocab_size})"
             )
         return arr.astype(np.int64, copy=False)
+
+    def _finish(self, idx: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Score the episodes that just ended in sub-envs ``idx``; return scores and end infos."""
+        slot = self._slot[idx]
+        prompt_lengths = self._pool_lengths[slot]
+        # Completions start right after the prompt; entries past an episode's end are pad.
+        starts = self._row_offsets[idx] + prompt_lengths
+        scores, _, end_info = finish_episodes(
+            self.task,
+            self._pool_ids.take(slot, axis=0)[:, : self.max_prompt_tokens],
+            prompt_lengths,
+            self._pool_texts[slot],
+            self._windows[starts],  # (indexing beats take() on this strided view)
+            self._lengths[idx] - prompt_lengths,
+            terminated,
+            self._pool_seeds[slot],
+            {k: v.take(slot, axis=0) for k, v in self._pool_meta.items()},
+        )
+        return scores, end_info
 
     def _reset_envs(self, idx: np.ndarray, sel: np.ndarray, infos: dict[str, Any]) -> None:
         """Start new episodes in sub-envs ``idx`` (``sel`` is the same as a bool mask).
@@ -282,46 +358,81 @@ class TextGenerationVectorEnv(VectorEnv):
         Adds the reset infos (``prompt`` and the task's public metadata); the caller adds
         ``action_mask``, which every sub-env reports on every step.
         """
-        keys = episode_keys(self._streams[idx], self._counters[idx])
-        self._keys[idx] = keys
-        self._counters[idx] += np.uint64(1)
+        slot = self._slot[idx] + 1
+        self._slot[idx] = slot
+        lengths = self._pool_lengths[slot]
+        if lengths[lengths.argmin()] < 0:  # some block is used up (its sentinel slot)
+            self._refill()
+            slot = self._slot[idx]
+            lengths = self._pool_lengths[slot]
+        self._ids[idx] = self._pool_ids.take(slot, axis=0)
+        self._lengths[idx] = lengths
+        self._ends[idx] = self._pool_ends[slot]
+        if self.shaping:
+            reset_terms(self.shaping, idx, self._ids[idx], lengths)
+        rows = {"prompt": self._pool_texts[slot]}
+        for key in self._info_keys:
+            rows[key] = self._pool_meta[key].take(slot, axis=0)
+        self._put_rows(infos, rows, idx, sel)
+        self._needs_reset[idx] = False  # last: ``sel`` may be this very array
+
+    def _refill(self) -> None:
+        """Refill every prompt block that is at most a quarter left (at least one is used up).
+
+        A refilled block is rebased at its sub-env's current episode (whose prompt is drawn again,
+        identically, since it is a function of its key) and holds the next ``K - 1`` episodes after
+        it. Refilling many blocks at once turns many small :meth:`Task.sample_prompts` calls into
+        one large one.
+        """
+        k = self._prefetch
+        rows = np.flatnonzero((self._block_start + k - self._slot) * 4 <= k)
+        start = self._block_start[rows]
+        cur = self._base[rows] + self._slot[rows] - start
+        offsets = np.arange(k)
+        counters = (cur[:, None] + offsets).ravel()
+        keys = episode_keys(np.repeat(self._streams[rows], k), counters)
         batch = self.task.sample_prompts(keys)
         width = batch.ids.shape[1]
-        self._ids[idx] = self.pad_id
-        self._ids[idx, :width] = batch.ids
-        self._attn[idx] = self._positions < batch.lengths[:, None]
-        self._gen[idx] = self.pad_id
-        self._lengths[idx] = self._prompt_lens[idx] = batch.lengths
-        self._n_gen[idx] = 0
-        self._texts[idx] = batch.texts
+        if width > self.max_prompt_tokens or len(batch) != len(keys):
+            raise ValueError(
+                f"{self.task.name}: sample_prompts returned ids of shape {batch.ids.shape} for {len(keys)} "
+                f"keys; it must return one row per key, at most max_prompt_tokens={self.max_prompt_tokens} wide"
+            )
+        slots = (start[:, None] + offsets).ravel()
+        self._pool_ids[slots, :width] = batch.ids
+        if width < self.max_prompt_tokens:
+            self._pool_ids[slots, width : self.max_prompt_tokens] = self.pad_id
+        self._pool_lengths[slots] = batch.lengths
+        self._pool_ends[slots] = batch.lengths + self.max_new_tokens
+        self._pool_texts[slots] = batch.texts
+        self._pool_seeds[slots] = key_to_seed(keys)
+        self._info_keys = reset_info_keys(self.task, batch.metadata)
         for key, value in batch.metadata.items():
-            store = self._meta.get(key)
+            store = self._pool_meta.get(key)
             if store is None:
-                store = self._meta[key] = np.zeros((self.num_envs, *value.shape[1:]), dtype=value.dtype)
-            store[idx] = value
-        self._needs_reset[idx] = False
-        reset_terms(self.shaping, idx, self._ids[idx], self._lengths[idx])
-        rows = {"prompt": batch.texts}
-        for key in reset_info_keys(self.task, batch.metadata):
-            rows[key] = batch.metadata[key]
-        self._put_rows(infos, rows, idx, sel)
+                store = np.zeros((len(self._pool_texts), *value.shape[1:]), dtype=value.dtype)
+                self._pool_meta[key] = store
+            store[slots] = value
+        self._base[rows] = cur
+        self._slot[rows] = start
 
     def _put_rows(
         self, infos: dict[str, Any], rows: dict[str, np.ndarray], idx: np.ndarray, sel: np.ndarray
     ) -> None:
         """Merge per-row values (``values[j]`` belongs to sub-env ``idx[j]``) into ``infos``."""
-        n = self.num_envs
         for key, values in rows.items():
-            if key in infos:
-                infos[key][idx] = values
-                infos[f"_{key}"] = infos[f"_{key}"] | sel
-            else:
-                if values.dtype == object:
-                    arr = np.full(n, None, dtype=object)
-                else:
-                    arr = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
+            arr = infos.get(key)
+            if arr is not None:
                 arr[idx] = values
-                infos[key], infos[f"_{key}"] = arr, sel.copy()
+                mask_key = "_" + key
+                infos[mask_key] = infos[mask_key] | sel
+                continue
+            if values.dtype == object:
+                arr = np.empty(self.num_envs, dtype=object)  # (filled with None)
+            else:
+                arr = np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype)
+            arr[idx] = values
+            infos[key], infos["_" + key] = arr, sel.copy()
 
     @staticmethod
     def _put(infos: dict[str, Any], key: str, values: np.ndarray, sel: np.ndarray) -> None:
@@ -340,4 +451,21 @@ class TextGenerationVectorEnv(VectorEnv):
             )
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {"input_ids": self._ids.copy(), "attention_mask": self._attn.copy()}
+        return {
+            "input_ids": self._ids.copy(),
+            "attention_mask": self._attention_rows.take(self._lengths, axis=0),
+        }
+
+
+#: at most this many prefetched prompts in all (num_envs * block size), to bound memory
+MAX_PREFETCHED_PROMPTS = 1 << 16
+
+
+def _prefetch_size(task: Task, num_envs: int) -> int:
+    """Prompts per sub-env block: ``Task.prompt_prefetch`` (checked), capped so that all blocks
+    together hold at most :data:`MAX_PREFETCHED_PROMPTS` prompts (for the toy tasks, ids plus two
+    short strings each: about 10 MB). The cap changes the cost, never the episodes."""
+    k = getattr(task, "prompt_prefetch", 1)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"{task.name}: prompt_prefetch must be a positive int, got {k!r}")
+    return int(max(1, min(k, MAX_PREFETCHED_PROMPTS // num_envs)))

@@ -9,6 +9,7 @@ silent reward.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload, runtime_checkable
@@ -130,29 +131,34 @@ def validate_scores(scores: Any, episodes: Sequence[Episode], source: object) ->
     Raises:
         FeedbackError: wrong type, wrong shape, or a NaN / inf, naming the episode and its prompt.
     """
-    name = type(source).__name__
     try:
-        arr = np.asarray(scores, dtype=np.float64)
+        if isinstance(scores, np.ndarray) and scores.dtype == np.float32:
+            arr = scores  # already what the envs want: check it as it is
+        else:
+            arr = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise FeedbackError(
-            f"{name}.score returned {type(scores).__name__}, which is not numeric; "
+            f"{type(source).__name__}.score returned {type(scores).__name__}, which is not numeric; "
             f"it must return one float per episode (shape ({len(episodes)},))"
         ) from exc
     if arr.shape != (len(episodes),):
         raise FeedbackError(
-            f"{name}.score returned shape {arr.shape} for {len(episodes)} episodes; "
+            f"{type(source).__name__}.score returned shape {arr.shape} for {len(episodes)} episodes; "
             f"it must return shape ({len(episodes)},)"
         )
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        i = int(bad[0])
-        ep = episodes[i]
-        raise FeedbackError(
-            f"{name}.score returned {arr[i]} for episode {i} "
-            f"(prompt {ep.prompt!r}, completion {ep.completion!r}); scores must be finite"
-            + (f" ({bad.size} non-finite scores in all)" if bad.size > 1 else "")
-        )
-    return arr.astype(np.float32)
+    # One cheap reduction: the dot product is finite unless some score is NaN or inf (or it
+    # overflows, which the elementwise check below tells apart).
+    if not math.isfinite(arr.dot(arr)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            i = int(bad[0])
+            ep = episodes[i]
+            raise FeedbackError(
+                f"{type(source).__name__}.score returned {arr[i]} for episode {i} "
+                f"(prompt {ep.prompt!r}, completion {ep.completion!r}); scores must be finite"
+                + (f" ({bad.size} non-finite scores in all)" if bad.size > 1 else "")
+            )
+    return arr.astype(np.float32)  # a copy: the caller owns the result
 
 
 def score_episodes(model: FeedbackModel, episodes: Sequence[Episode]) -> np.ndarray:

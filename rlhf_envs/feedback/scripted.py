@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlhf_envs.feedback.base import Episode, EpisodeBatch
+from rlhf_envs.tokenization import prefix_mask
 
 
 class TargetMatch:
@@ -21,7 +22,9 @@ class TargetMatch:
     so extra, missing and wrong tokens all cost, and a random policy earns little.
 
     The target ids are read from ``episode.metadata["target_ids"]`` (an int array, right-padded
-    with -1, or a tuple). On an :class:`EpisodeBatch` the score is computed on the arrays at once.
+    with -1, or a tuple). On an :class:`EpisodeBatch` the score is computed on the arrays at once;
+    there an optional ``metadata["target_lengths"]`` (the number of target ids per row) saves a
+    reduction.
     """
 
     def score(self, episodes: Sequence[Episode]) -> np.ndarray:
@@ -39,13 +42,26 @@ class TargetMatch:
 
     @staticmethod
     def _score_batch(batch: EpisodeBatch) -> np.ndarray:
-        target = np.asarray(batch.metadata["target_ids"])
+        meta = batch.metadata
+        target = np.asarray(meta["target_ids"])
+        comp = batch.completion_ids
         comp_len = batch.completion_lengths - batch.terminated
-        width = min(target.shape[1], batch.completion_ids.shape[1])
-        pos = np.arange(width)
-        hits = (batch.completion_ids[:, :width] == target[:, :width]) & (pos < comp_len[:, None])
-        denom = np.maximum((target >= 0).sum(axis=1), comp_len)
-        return np.where(denom > 0, hits.sum(axis=1) / np.maximum(denom, 1), 1.0).astype(np.float32)
+        width = min(target.shape[1], comp.shape[1])
+        if comp.shape[1] == target.shape[1]:
+            hits = comp == target  # (contiguous arrays compare fastest)
+        else:
+            hits = comp[:, :width] == target[:, :width]
+        hits &= prefix_mask(comp_len, width)
+        target_len = meta.get("target_lengths")  # optional: saves counting the ids >= 0
+        if target_len is None:
+            target_len = np.add.reduce(target >= 0, axis=1)
+        denom = np.maximum(target_len, comp_len)
+        matched = np.add.reduce(hits, axis=1)
+        if denom[denom.argmin()] > 0:
+            return (matched / denom).astype(np.float32)
+        score = matched / np.maximum(denom, 1)
+        score[denom == 0] = 1.0  # an empty target matched by an empty completion is perfect
+        return score.astype(np.float32)
 
 
 # The rule library lives in rules.py (one idea per file); it is part of this module's public surface.

@@ -90,6 +90,10 @@ class Task:
     name: str = "task"
     #: metadata keys copied into the reset ``info`` (``None`` = all of them)
     info_keys: tuple[str, ...] | None = None
+    #: prompts the vector env draws ahead per sub-env (1 = one at a time). Worth raising when
+    #: :meth:`sample_prompts` is batched and cheap per prompt, so that one call serves many resets;
+    #: the episodes are the same either way, since each prompt depends only on its episode key.
+    prompt_prefetch: int = 1
     tokenizer: Tokenizer
     feedback: FeedbackModel
     max_prompt_tokens: int

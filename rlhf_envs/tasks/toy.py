@@ -55,6 +55,7 @@ class _TargetTask(Task):
 
     alphabet: str
     info_keys = ("target",)
+    prompt_prefetch = 128
 
     def __init__(self) -> None:
         self.tokenizer = TOY_TOKENIZER
@@ -62,8 +63,15 @@ class _TargetTask(Task):
 
     def _batch(self, prompt_ids, prompt_lens, target_ids, target_lens) -> PromptBatch:
         tok = self.tokenizer
-        target = np.where(np.arange(target_ids.shape[1]) < target_lens[:, None], target_ids, -1)
-        metadata = {"target": tok.decode_batch(target_ids, target_lens), "target_ids": target}
+        # target_ids as wide as a completion (max_new_tokens), right-padded with -1
+        width = target_ids.shape[1]
+        target = np.full((len(target_lens), self.max_new_tokens), -1, dtype=np.int64)
+        target[:, :width] = np.where(np.arange(width) < target_lens[:, None], target_ids, -1)
+        metadata = {
+            "target": tok.decode_batch(target_ids, target_lens),
+            "target_ids": target,
+            "target_lengths": np.asarray(target_lens, dtype=np.int64),  # read by TargetMatch
+        }
         return PromptBatch(prompt_ids, prompt_lens, tok.decode_batch(prompt_ids, prompt_lens), metadata)
 
     def sample_prompt(self, rng: np.random.Generator) -> Prompt:
@@ -73,7 +81,7 @@ class _TargetTask(Task):
         return np.asarray(self.tokenizer.encode(self.alphabet))
 
     def episode_infos(self, batch: EpisodeBatch) -> dict[str, np.ndarray]:
-        return {"success": (batch.completions == batch.metadata["target"]).astype(bool)}
+        return {"success": (batch.completions == batch.metadata["target"]).astype(bool, copy=False)}
 
     def episode_info(self, episode) -> dict:
         return {"success": episode.completion == episode.metadata["target"]}
@@ -111,7 +119,7 @@ class _StringTask(_TargetTask):
         u = uniforms(keys, 1 + self.max_length)
         span = self.max_length - self.min_length + 1
         n = self.min_length + (u[:, 0] * span).astype(np.int64)
-        src = self._symbol_ids[(u[:, 1:] * self.n_symbols).astype(np.int64)]
+        src = self._symbol_ids.take((u[:, 1:] * self.n_symbols).astype(np.int64))
         return self._from_sources(src, n)
 
     def prompt_from_text(self, text: str) -> Prompt:
