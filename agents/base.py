@@ -25,7 +25,7 @@ from gymnasium.vector import AutoresetMode
 
 from agents import checkpoint as ckpt
 from agents.config import OnPolicyConfig
-from agents.envs import autoreset_mode, is_token_space, make_vector_env
+from agents.envs import autoreset_mode, is_token_space, make_vector_env, without_env_reference
 from agents.logging import TrainingLogger
 from agents.policies import MLPActorCritic, TransformerActorCritic
 from agents.rollout import (
@@ -78,6 +78,8 @@ class OnPolicyAgent:
         self.torch_rng = torch.Generator(device=cfg.device).manual_seed(self.seed + 1)
         self.np_rng = np.random.default_rng(self.seed)
         self.env_id = env_or_id if isinstance(env_or_id, str) else None
+        if cfg.policy == "lm":  # the agent computes reference log-probs itself (see the function)
+            cfg.env_kwargs = without_env_reference(env_or_id, cfg.env_kwargs)
         self.env = make_vector_env(env_or_id, cfg.n_envs, cfg.env_kwargs)
         self.autoreset = autoreset_mode(self.env)
         self.observation_space = self.env.single_observation_space

@@ -44,6 +44,33 @@ def make_vector_env(env_or_id: Any, n_envs: int, env_kwargs: dict[str, Any] | No
     )
 
 
+def without_env_reference(env_or_id: Any, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` plus ``ref_logprobs=False`` when an LM-policy agent will build a language env.
+
+    The language tasks run a frozen reference model inside the env so that any learner sees
+    ``info["ref_logprob"]``. The custom agent's LM policy computes the reference log-probs itself,
+    over whole sequences at update time, so the env's per-step pass would be paid twice: switching
+    it off roughly halves the rollout time on the embedded model. The rewards are unchanged. A
+    caller that sets ``ref_logprobs`` (or an env ``kl_coef``, which needs it) keeps its choice;
+    ids whose task has no such option, and env instances, are left alone.
+    """
+    if not isinstance(env_or_id, str) or "ref_logprobs" in env_kwargs or env_kwargs.get("kl_coef"):
+        return env_kwargs
+    try:
+        spec = gym.spec(env_or_id.split(":")[-1])
+    except gym.error.Error:
+        return env_kwargs  # make_vector_env reports the unknown id
+    task = spec.kwargs.get("task")
+    if not isinstance(task, str):
+        return env_kwargs
+    from rlhf_envs.tasks.base import _TASKS, task_parameters
+
+    cls = _TASKS.get(task)
+    if cls is None or "ref_logprobs" not in task_parameters(cls):
+        return env_kwargs
+    return {**env_kwargs, "ref_logprobs": False}
+
+
 def autoreset_mode(env: VectorEnv) -> AutoresetMode:
     """The env's autoreset mode (NEXT_STEP when the env does not say, as in Gymnasium < 1.1)."""
     mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
