@@ -6,6 +6,7 @@ Subcommands:
   toy-demo   random vs scripted-optimal policy on the toy tasks (seconds, no training)
   train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
+  rlhf       the RLHF loop: simulated human -> reward-model ensemble -> PPO, round by round (resumable)
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.cli_train import add_train_parser
 
     add_train_parser(sub)
+
+    from agents.rlhf import add_rlhf_parser
+
+    add_rlhf_parser(sub)
     return parser
 
 
