@@ -15,7 +15,12 @@ given ready with ``proxy=<directory saved by RewardModel.save>``.
 Task arguments (besides those of the sentiment task: ``model``, ``prompts``, ``max_new_tokens``,
 ``kl_coef``, ...): ``rater`` (a preset name or :class:`RaterConfig`; default ``"Mistake"``),
 ``n_comparisons`` (500), ``fit_epochs`` (3), ``fit_lr`` (3e-4), ``proxy_seed`` (0), ``proxy`` (a saved model
-directory), ``cache`` (True).
+directory), ``cache`` (True), ``n_members`` (1: the proxy is a bootstrap ensemble of that many reward
+models when > 1) and ``aggregate`` (``None``: as fitted or saved, ``"mean"`` for a new fit; else
+``"mean"``, ``"min"`` or ``"mean_minus_std"``: how the members' scores combine into the reward). The
+aggregate only changes scoring, so ensembles that differ only in it share one cached fit. ``gold``
+(``"vader"``, the default, or ``"fluent_vader"``: :class:`FluentSentiment`, VADER gated by fluency under
+the frozen base model, a gold that word salad cannot satisfy).
 """
 
 from __future__ import annotations
@@ -40,6 +45,44 @@ if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or l
     from rlhf_envs.feedback.learned import RewardModel
 
 ENV_ID = "RLHF/SimulatedHuman-v0"
+GOLDS = ("vader", "fluent_vader")
+
+
+class FluentSentiment:
+    """A gold utility for "a positive review a person would want to read": ``VADER x fluency``.
+
+    VADER alone is a bag-of-words lexicon: it scores a salad of positive words ("By the end I felt
+    glad felt pleased glad By the end") as highly as a real review, so a policy that over-optimises
+    a proxy into such text still looks good on VADER. A reader would not like it. Here the VADER
+    compound score of the completion is multiplied by ``fluency = clip((m - low) / (high - low), 0,
+    1)``, where ``m`` is the completion's mean log-prob per token under the frozen base model given
+    the prompt (the same gate as the keywords task): the base model's own samples (``m`` about -1)
+    keep their VADER score, incoherent text (``m`` below ``low``) is worth 0.
+
+    Args:
+        owner: an object whose ``lm`` attribute is the frozen scoring model (the task).
+        low, high: the fluency ramp in nats per token.
+    """
+
+    def __init__(self, owner: Any, low: float = -6.0, high: float = -2.5) -> None:
+        from rlhf_envs.tasks.language import VaderSentiment
+
+        if not low < high:
+            raise ConfigError(f"FluentSentiment: low ({low}) must be below high ({high})")
+        self._owner, self.low, self.high = owner, float(low), float(high)
+        self.sentiment = VaderSentiment()
+
+    def parts(self, episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+        """``sentiment`` (VADER compound) and ``fluency`` (in [0, 1]) per episode."""
+        from rlhf_envs.tasks.language import _mean_completion_logprob
+
+        m = _mean_completion_logprob(self._owner.lm, episodes)
+        flu = np.nan_to_num(np.clip((m - self.low) / (self.high - self.low), 0.0, 1.0), nan=0.0)
+        return {"sentiment": self.sentiment.score(episodes).astype(np.float64), "fluency": flu}
+
+    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
+        p = self.parts(episodes)
+        return (p["sentiment"] * p["fluency"]).astype(np.float32)
 
 
 def cache_root() -> Path:
@@ -112,6 +155,9 @@ class SimulatedHumanTask(SentimentTask):
         ref_logprobs: bool = True,
         device: str = "cpu",
         dtype: str = "float32",
+        n_members: int = 1,
+        aggregate: str | None = None,
+        gold: str = "vader",
     ) -> None:
         super().__init__(
             model, prompts, max_new_tokens, max_prompt_tokens, kl_coef, ref_temperature, reference,
@@ -120,20 +166,32 @@ class SimulatedHumanTask(SentimentTask):
         self.rater = preset(rater) if isinstance(rater, str) else rater
         if not isinstance(self.rater, RaterConfig):
             raise ConfigError(f"{self.name}: rater must be a preset name or a RaterConfig, got {rater!r}")
-        for n, v in (("n_comparisons", n_comparisons), ("fit_epochs", fit_epochs)):
+        for n, v in (("n_comparisons", n_comparisons), ("fit_epochs", fit_epochs), ("n_members", n_members)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{self.name}: {n} must be a positive int, got {v!r}")
-        self.gold = self.feedback  # VADER on the completion: hidden from the reward
+        if gold not in GOLDS:
+            raise ConfigError(f"{self.name}: gold must be one of {GOLDS}, got {gold!r}")
+        self.gold_name = gold
+        # the gold utility (VADER on the completion, optionally fluency-gated): hidden from the reward
+        self.gold = self.feedback if gold == "vader" else FluentSentiment(self)
         if not (isinstance(fit_lr, int | float) and 0 < fit_lr < 1):
             raise ConfigError(f"{self.name}: fit_lr must be a number in (0, 1), got {fit_lr!r}")
         self.n_comparisons, self.fit_epochs, self.proxy_seed = n_comparisons, fit_epochs, int(proxy_seed)
         self.fit_lr = float(fit_lr)
-        from rlhf_envs.feedback.learned import RewardModel
+        from rlhf_envs.feedback.learned import AGGREGATES, RewardModel
+
+        if aggregate is not None and aggregate not in AGGREGATES:
+            raise ConfigError(
+                f"{self.name}: aggregate must be None or one of {AGGREGATES}, got {aggregate!r}"
+            )
+        self.n_members = n_members
 
         if proxy is not None:
             self.proxy = RewardModel.load(proxy)
         else:
             self.proxy = self._cached_or_fitted(cache)
+        if aggregate is not None:
+            self.proxy.aggregate = aggregate
         self.feedback = self.proxy
 
     def _key(self) -> str:
@@ -141,6 +199,10 @@ class SimulatedHumanTask(SentimentTask):
             self.model_path, repr(self.rater), self.n_comparisons, self.fit_epochs, self.fit_lr,
             self.proxy_seed, self.max_new_tokens, self.max_prompt_tokens, self._source, len(self.prompts),
         ]  # fmt: skip
+        if self.n_members != 1:  # appended only when set, so single-model cache keys are unchanged
+            parts.append(("n_members", self.n_members))
+        if self.gold_name != "vader":
+            parts.append(("gold", self.gold_name))
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
     def _cached_or_fitted(self, cache: bool) -> RewardModel:
@@ -170,7 +232,7 @@ class SimulatedHumanTask(SentimentTask):
         a, b = eps[0::2], eps[1::2]
         self.human = SimulatedHuman(self.gold, self.rater, seed=self.proxy_seed)
         answers = self.human.compare(a, b)
-        rm = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True)
+        rm = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True, n_members=self.n_members)
         rm.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
         return rm
 
