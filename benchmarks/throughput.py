@@ -5,14 +5,28 @@ single env - what a user would otherwise get from ``gym.make_vec(..., vectorizat
 with the same number of sub-envs and uniformly random actions. Both run the same number of steps
 in alternating rounds so that machine noise hits both alike; the ratio of medians is reported.
 
-    python -m benchmarks.throughput                      # all toy tasks, 64 envs
-    python -m benchmarks.throughput --envs RLHF/Copy-v0 --num-envs 64 --steps 2000
+Part 2 (sampler): tokens per second of the custom agent's KV-cached sampler against Hugging Face
+``generate()`` on the same model, and each as a fraction of the machine's matrix-multiply bound
+(:func:`benchmarks.sampler.bench_sampler`).
+
+Part 3 (PPO): generated tokens per second of the custom PPO against Stable-Baselines3's PPO on
+``RLHF/Sentiment-v0`` with the embedded model, same batch and KL penalty
+(:mod:`benchmarks.sb3_sentiment`), and against TRL's online trainer on the same model, prompts and
+reward when ``trl`` is installed (:mod:`benchmarks.trl_speed`; reported as skipped otherwise).
+
+All parts run in one process, one after the other; each ratio compares two measurements taken
+side by side. The report is printed and saved as JSON.
+
+    python -m benchmarks.throughput                      # every part (about 5 minutes idle)
+    python -m benchmarks.throughput --parts env          # env steps only: all toy tasks, 64 envs
+    python -m benchmarks.throughput --parts env --envs RLHF/Copy-v0 --num-envs 64 --steps 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -64,31 +78,117 @@ def bench_env_steps(
     }
 
 
+PARTS = ("env", "sampler", "ppo")
+
+
+def bench_ppo_vs_others(tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 0, threads: int = 1) -> dict:
+    """Custom PPO against SB3 PPO (and TRL's online trainer when installed): generated tokens/s.
+
+    Both agents use :mod:`benchmarks.sb3_sentiment`'s settings (16 episodes x 24 tokens per update,
+    4 epochs x 4 minibatches, KL 0.05). SB3 gets fewer tokens because it is much slower; tokens/s
+    is what is compared.
+    """
+    import torch
+
+    from benchmarks.sb3_sentiment import run_custom, run_sb3
+
+    torch.set_num_threads(threads)
+    _, t_custom, n_custom = run_custom(tokens, seed)
+    _, t_sb3, n_sb3 = run_sb3(sb3_tokens, seed)
+    out: dict = {
+        "env_id": "RLHF/Sentiment-v0",
+        "torch_threads": threads,
+        "custom_ppo": {"tokens": n_custom, "seconds": t_custom, "tok_s": n_custom / t_custom},
+        "sb3_ppo": {"tokens": n_sb3, "seconds": t_sb3, "tok_s": n_sb3 / t_sb3},
+    }
+    out["ratio_custom_over_sb3"] = out["custom_ppo"]["tok_s"] / out["sb3_ppo"]["tok_s"]
+    try:
+        from benchmarks.trl_speed import bench_trl
+
+        trl = bench_trl(tokens, seed, threads)
+    except ImportError as exc:  # trl is optional: say so instead of inventing a number
+        out["trl"] = {"skipped": str(exc)}
+    else:
+        out["trl"] = trl
+        out["ratio_custom_over_trl"] = out["custom_ppo"]["tok_s"] / trl["tokens_per_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--envs", nargs="+", default=TOY_IDS)
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS / "throughput_env.json")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the sampler and PPO parts")
+    parser.add_argument("--ppo-tokens", type=int, default=4608, help="custom PPO (and TRL) tokens")
+    parser.add_argument("--sb3-tokens", type=int, default=1152)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: results/throughput.json (results/throughput_env.json with --parts env)",
+    )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("throughput_env.json" if args.parts == ["env"] else "throughput.json")
 
-    rows = []
-    print(f"env steps per second, {args.num_envs} envs, random actions (median of {args.rounds} rounds)")
-    print(f"{'env':22s} {'native':>12s} {'SyncVectorEnv':>14s} {'ratio':>7s}")
-    for env_id in args.envs:
-        r = bench_env_steps(env_id, args.num_envs, args.steps, args.rounds)
-        rows.append(r)
-        print(
-            f"{env_id:22s} {r['native_steps_per_s']:12,.0f} {r['sync_steps_per_s']:14,.0f} {r['ratio']:6.1f}x"
-        )
-    report = {
-        "machine": {"processor": platform.processor(), "python": platform.python_version()},
-        "env_steps": rows,
+    load = os.getloadavg()  # the machine may be shared: the ratios are what carry over
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    report: dict = {
+        "machine": {
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1_5_15min": [round(x, 2) for x in load],
+        },
     }
+    if "env" in args.parts:
+        rows = []
+        print(
+            f"\n[env] env steps per second, {args.num_envs} envs, random actions (median of {args.rounds} rounds)"
+        )
+        print(f"{'env':22s} {'native':>12s} {'SyncVectorEnv':>14s} {'ratio':>7s}")
+        for env_id in args.envs:
+            r = bench_env_steps(env_id, args.num_envs, args.steps, args.rounds)
+            rows.append(r)
+            print(
+                f"{env_id:22s} {r['native_steps_per_s']:12,.0f} {r['sync_steps_per_s']:14,.0f} {r['ratio']:6.1f}x"
+            )
+        report["rounds"] = args.rounds
+        report["env_steps"] = rows
+    if "sampler" in args.parts:
+        from benchmarks.sampler import bench_sampler
+
+        s = bench_sampler(threads=args.threads)
+        report["sampler"] = s
+        mm = s["matmul"]
+        print(f"\n[sampler] batch 64, 32 new tokens; matmul bound {mm['flop_per_s_best'] / 1e9:.1f} GFLOP/s")
+        for name, m in s["models"].items():
+            print(
+                f"  {name:9s} ours {m['ours_tok_s_best']:7,.0f} tok/s ({m['ours_fraction_of_bound']:.0%} of bound)"
+                f"  generate() {m['generate_tok_s_best']:7,.0f} tok/s ({m['generate_fraction_of_bound']:.0%})"
+                f"  ratio {m['ratio_best']:.2f}x best, {m['ratio_median']:.2f}x median"
+            )
+    if "ppo" in args.parts:
+        p = bench_ppo_vs_others(args.ppo_tokens, args.sb3_tokens, threads=args.threads)
+        report["ppo"] = p
+        print(
+            f"\n[ppo] RLHF/Sentiment-v0, embedded model: custom PPO {p['custom_ppo']['tok_s']:.0f} tok/s, "
+            f"SB3 PPO {p['sb3_ppo']['tok_s']:.0f} tok/s -> {p['ratio_custom_over_sb3']:.1f}x"
+        )
+        if "skipped" in p["trl"]:
+            print(f"  TRL: skipped ({p['trl']['skipped']})")
+        else:
+            print(
+                f"  TRL {p['trl'].get('trainer', '')}: {p['trl']['tokens_per_s']:.0f} tok/s -> "
+                f"{p['ratio_custom_over_trl']:.1f}x"
+            )
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"saved {args.out}")
+    print(f"\nsaved {args.out}")
     return report
 
 

@@ -1,0 +1,280 @@
+"""TRL's online RL trainer on ``RLHF/Sentiment-v0``'s model, prompts and reward: generated tokens per second.
+
+Issue #8 asks the throughput benchmark to compare the custom PPO with TRL "on the same model and
+reward". TRL is not a dependency of ``rlhf_envs``: it is imported only inside :func:`bench_trl`,
+which raises an :class:`ImportError` saying so when it is missing (``benchmarks/throughput.py``
+reports that as skipped).
+
+The trainer is :class:`trl.GRPOTrainer`. In TRL 1.x it is the library's main, maintained online RL
+trainer (the one its docs lead with and the one new features land in); ``RLOOTrainer`` follows
+the same generate-score-update structure, and the old value-model ``PPOTrainer`` is no longer in
+TRL's stable API. GRPO has no value model, so it does less work per token than PPO: the figure is
+"what TRL's online trainer costs on this model", not a like-for-like PPO implementation.
+
+What is held equal to :func:`benchmarks.sb3_sentiment.run_custom` (the custom PPO):
+
+* model and tokenizer: the embedded GPT-2 (``rlhf_envs/assets/default_lm``) loaded through
+  :mod:`rlhf_envs.lm.loading`, a private trainable float32 copy; the frozen reference is TRL's own
+  copy of the same weights (``beta`` 0.05);
+* prompts: the Sentiment task's built-in prompt list;
+* reward: the task's own feedback model (VADER compound of the completion, decoded with the
+  task's tokenizer, EOS and padding removed), called as a TRL reward function;
+* sampling: at most 24 new tokens, temperature 1, no top-k (0), no top-p (1.0), stop at EOS;
+* batch: 16 completions per generation (4 prompts x 4 completions, GRPO's group), each used for
+  4 passes (``num_iterations``) of 4 minibatches of 4 (``steps_per_generation``): 16 optimiser
+  steps per 16 episodes, as the custom PPO's 4 epochs x 4 minibatches; lr 1e-5 constant,
+  gradient clip 1.0, clip range 0.2, CPU, ``threads`` torch threads.
+
+Tokens per second = completion tokens generated during ``trainer.train()`` (EOS counted when
+sampled, padding not; counted in the reward function, which sees every completion exactly once)
+/ wall seconds of ``trainer.train()`` (generation, scoring, reference and old log-probs, updates;
+trainer construction and model loading excluded, as in ``run_custom``). Training stops at the
+end of the first generation batch whose updates take the count to ``tokens`` or more.
+
+Run from the repository root, with TRL installed, to time both side by side::
+
+    python -m benchmarks.trl_speed --tokens 1536 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+#: completions per generation batch, prompts per batch and completions per prompt (GRPO's group)
+N_COMPLETIONS, GROUP = 16, 4
+#: minibatches per generation batch and passes over it (the custom PPO's 4 x 4)
+N_MINIBATCHES, N_EPOCHS = 4, 4
+KL_COEF, LEARNING_RATE = 0.05, 1e-5
+
+TRL_MISSING = (
+    "benchmarks.trl_speed needs TRL, which is not a dependency of rlhf_envs and is not installed "
+    "here; install it in a separate environment (`pip install trl`) to time TRL's online trainer"
+)
+
+
+def _import_trl() -> Any:
+    """Import ``trl`` (and ``datasets``, which TRL's trainers take their prompts from) or say what is missing."""
+    try:
+        import trl
+    except ImportError as exc:
+        raise ImportError(TRL_MISSING) from exc
+    try:
+        import datasets  # noqa: F401 - a TRL dependency; checked here for a clear message
+    except ImportError as exc:
+        raise ImportError(f"{TRL_MISSING} (trl imported but its dependency `datasets` did not)") from exc
+    return trl
+
+
+def _check_args(tokens: Any, seed: Any, threads: Any) -> None:
+    for name, value, low in (("tokens", tokens, 1), ("seed", seed, 0), ("threads", threads, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+    """Train ``trl.GRPOTrainer`` on the Sentiment task for about ``tokens`` generated tokens.
+
+    Args:
+        tokens: generated-token budget; training stops after the generation batch (16 completions
+            of at most 24 tokens, plus its 16 optimiser steps) that reaches it.
+        seed: seeds TRL's trainer (model init is the embedded weights; prompt order and sampling).
+        threads: ``torch.set_num_threads`` for the run (1 for side-by-side timing on a shared CPU).
+
+    Returns:
+        A dict with ``tokens_per_s``, what was counted (``tokens_generated``, ``seconds``,
+        ``counted``), the trainer name, the TRL/transformers/torch versions, the settings and the
+        mean task reward of the first and last generation batch (a check that it really trained).
+
+    Raises:
+        ImportError: TRL (or its ``datasets`` dependency) is not installed; the message says so.
+        ValueError: ``tokens``/``threads`` below 1 or ``seed`` below 0, or not ints.
+    """
+    _check_args(tokens, seed, threads)
+    trl = _import_trl()
+    import datasets
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from rlhf_envs.feedback.base import Episode, score_episodes
+    from rlhf_envs.lm.loading import load_causal_lm
+    from rlhf_envs.tasks.base import make_task
+
+    torch.set_num_threads(threads)
+    task = make_task("sentiment")  # built-in prompts, 24 new tokens, the VADER feedback model
+    tok = task.tokenizer
+    prompts = [task.make_prompt(rec, None).text for _, rec in task.records]
+    model = load_causal_lm(task.model_path, cache=False)  # private float32 copy, trainable
+    model.requires_grad_(True)
+    eos = tok.eos_id
+
+    # Filled by the reward function, which TRL calls once per generation batch on every completion.
+    counts = {"tokens": 0, "completions": 0, "eos": 0}
+    batch_rewards: list[float] = []
+    batch_tokens: list[int] = []
+
+    def vader_compound(
+        prompts: list[str], completions: list[str], completion_ids: list[list[int]], **_: Any
+    ) -> list[float]:
+        """The Sentiment task's feedback on each completion (VADER compound, in [-1, 1])."""
+        episodes = [
+            Episode(
+                prompt=p,
+                completion=tok.decode(ids),  # the env's decoding: pad and EOS removed
+                prompt_ids=tuple(tok.encode(p)),
+                completion_ids=tuple(int(i) for i in ids),
+                terminated=bool(ids) and int(ids[-1]) == eos,
+            )
+            for p, ids in zip(prompts, completion_ids, strict=True)
+        ]
+        scores = score_episodes(task.feedback, episodes)
+        counts["tokens"] += sum(len(ids) for ids in completion_ids)
+        counts["completions"] += len(completion_ids)
+        counts["eos"] += sum(ep.terminated for ep in episodes)
+        batch_rewards.append(float(np.mean(scores)))
+        batch_tokens.append(sum(len(ids) for ids in completion_ids))
+        return [float(s) for s in scores]
+
+    steps_per_batch = N_MINIBATCHES * N_EPOCHS
+
+    class _StopAtBudget(TrainerCallback):
+        """Stop after the updates of the generation batch that reaches the token budget."""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if counts["tokens"] >= tokens and state.global_step % steps_per_batch == 0:
+                control.should_training_stop = True
+            return control
+
+    # each completion has at least one token, so this many batches always reach the budget
+    max_batches = math.ceil(tokens / N_COMPLETIONS)
+    with tempfile.TemporaryDirectory(prefix="trl_speed_") as out_dir:
+        config = trl.GRPOConfig(
+            output_dir=out_dir,
+            seed=seed,
+            data_seed=seed,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            per_device_train_batch_size=N_COMPLETIONS // N_MINIBATCHES,
+            gradient_accumulation_steps=1,
+            steps_per_generation=N_MINIBATCHES,
+            num_iterations=N_EPOCHS,
+            num_generations=GROUP,
+            max_completion_length=task.max_new_tokens,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            beta=KL_COEF,
+            epsilon=0.2,
+            learning_rate=LEARNING_RATE,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_grad_norm=1.0,
+            max_steps=max_batches * steps_per_batch,
+            logging_steps=steps_per_batch,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            log_completions=False,
+        )
+        trainer = trl.GRPOTrainer(
+            model=model,
+            reward_funcs=vader_compound,
+            args=config,
+            train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
+            processing_class=tok.hf,
+            callbacks=[_StopAtBudget()],
+        )
+        for cb in (PrinterCallback, ProgressCallback):  # no per-step printing inside the timed loop
+            trainer.remove_callback(cb)
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+        load1 = os.getloadavg()[0]
+        steps = int(trainer.state.global_step)
+
+    if counts["completions"] == 0:
+        raise RuntimeError("GRPOTrainer finished without generating a completion; nothing to time")
+    return {
+        "trainer": "trl.GRPOTrainer",
+        "trl_version": trl.__version__,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "env": "RLHF/Sentiment-v0 (model, prompts and feedback; no env in the loop)",
+        "model": "embedded default GPT-2 (rlhf_envs/assets/default_lm)",
+        "tokens_per_s": round(counts["tokens"] / seconds, 2),
+        "tokens_generated": counts["tokens"],
+        "seconds": round(seconds, 2),
+        "counted": (
+            "completion tokens sampled during trainer.train() (EOS included when sampled, padding not) "
+            "/ wall seconds of trainer.train(); model loading and trainer construction excluded"
+        ),
+        "token_budget": tokens,
+        "completions": counts["completions"],
+        "completions_ended_by_eos": counts["eos"],
+        "generation_batches": len(batch_rewards),
+        "tokens_per_batch": batch_tokens,
+        "optimizer_steps": steps,
+        "batch": (
+            f"{N_COMPLETIONS} completions ({N_COMPLETIONS // GROUP} prompts x {GROUP}) of <= "
+            f"{task.max_new_tokens} tokens per generation, {N_EPOCHS} iterations x {N_MINIBATCHES} minibatches"
+        ),
+        "sampling": "temperature 1, top_k 0, top_p 1.0",
+        "kl": f"beta {KL_COEF} (GRPO's k3 estimator in the loss, frozen copy of the initial model)",
+        "learning_rate": LEARNING_RATE,
+        "seed": seed,
+        "torch_threads": threads,
+        "reward_task_first_batch": round(batch_rewards[0], 4),
+        "reward_task_last_batch": round(batch_rewards[-1], 4),
+        "load_average_before_after": [round(load0, 2), round(load1, 2)],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time the custom PPO (``run_custom``) and TRL's GRPOTrainer on the same budget, alternately.
+
+    Each repeat runs the custom PPO then TRL in this process on one torch thread; the ratio of each
+    pair is reported, since absolute speeds on a shared machine drift with its load.
+    """
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=4608)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, help="custom/TRL pairs to run, alternately")
+    args = p.parse_args(argv)
+    import torch
+
+    from benchmarks.sb3_sentiment import run_custom
+
+    torch.set_num_threads(1)
+    pairs = []
+    for _ in range(args.repeats):
+        load0 = os.getloadavg()[0]
+        _, custom_s, custom_tok = run_custom(args.tokens, args.seed)
+        trl_res = bench_trl(args.tokens, args.seed, threads=1)
+        load1 = os.getloadavg()[0]
+        custom_tps = custom_tok / custom_s
+        pairs.append(
+            {
+                "custom_ppo_tokens": custom_tok,
+                "custom_ppo_seconds": round(custom_s, 2),
+                "custom_ppo_tokens_per_s": round(custom_tps, 2),
+                "trl": trl_res,
+                "ratio_custom_over_trl": round(custom_tps / trl_res["tokens_per_s"], 2),
+                "load_average_before_after": [round(load0, 2), round(load1, 2)],
+            }
+        )
+    print(json.dumps(pairs, indent=2))
+
+
+if __name__ == "__main__":
+    main()
