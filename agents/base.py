@@ -119,6 +119,7 @@ class OnPolicyAgent:
                 cfg.n_heads,
                 self.init_rng,
                 use_action_mask=cfg.use_action_mask,
+                anchor_token=cfg.anchor_token,
             )
         return MLPActorCritic(
             self.observation_space,

@@ -68,6 +68,10 @@ class OnPolicyConfig:
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
+    #: policy="transformer": a token id (e.g. the toy tasks' separator ``=``) from whose first
+    #: occurrence every position's offset is embedded too (see ``TransformerActorCritic``);
+    #: ``None`` = absolute positions only
+    anchor_token: int | None = None
     #: extra features for the rlhf token observation (MLP policy): "none" (the per-position
     #: one-hot only) or "length" (also a one-hot of the number of real tokens, i.e. the current
     #: position, so the network need not infer it from where the padding starts)
@@ -145,6 +149,19 @@ class OnPolicyConfig:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.policy == "lm" and self.model is None:
             raise ConfigError("policy='lm' needs model= (a transformers causal LM instance or a path)")
+        if self.anchor_token is not None:
+            if (
+                isinstance(self.anchor_token, bool)
+                or not isinstance(self.anchor_token, int)
+                or self.anchor_token < 0
+            ):
+                raise ConfigError(
+                    f"anchor_token must be None or a non-negative token id, got {self.anchor_token!r}"
+                )
+            if self.policy != "transformer":
+                raise ConfigError(
+                    f"anchor_token is an option of policy='transformer', not policy={self.policy!r}"
+                )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> OnPolicyConfig:
@@ -207,7 +224,6 @@ class PPOConfig(OnPolicyConfig):
     clip_range_vf: float | None = 0.2
     #: stop the epoch loop early when the k3 approx-KL exceeds this; ``None`` disables it
     target_kl: float | None = None
-
     LM_DEFAULTS: ClassVar[dict[str, Any]] = {**_LM_COMMON, "n_minibatches": 4, "n_epochs": 4}
 
     def validate(self) -> None:

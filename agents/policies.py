@@ -268,6 +268,16 @@ class TransformerActorCritic(MLPActorCritic):
     position, which an MLP over one-hot positions must learn separately for every
     (position, symbol) pair. Sampling, masking and log-probs are :class:`MLPActorCritic`'s.
     The observation is passed through as ``(B, 2L)`` integer ids and attention mask.
+
+    ``anchor_token`` (a token id, e.g. the toy tasks' separator ``=``) adds a second learned
+    position embedding: every token's offset from the first real occurrence of that token
+    (``-(L-1) .. L-1``; one extra index when the sequence has none). The inductive bias: positions
+    are also measured from the end of the prompt, so "the k-th generated token" and "k tokens
+    before the separator" have the same embedding whatever the prompt's length. Copy then becomes
+    "attend to the source token whose absolute position equals my offset" and Reverse "attend to
+    the token whose offset is -1 - my offset", one fixed attention lookup for every prompt length
+    instead of a separate (length, step) table learnt from reward. It tells the policy where the
+    prompt ends (as a segment embedding would), not what to answer.
     """
 
     def __init__(
@@ -279,6 +289,7 @@ class TransformerActorCritic(MLPActorCritic):
         n_heads: int,
         generator: torch.Generator,
         use_action_mask: bool = False,
+        anchor_token: int | None = None,
     ) -> None:
         nn.Module.__init__(self)
         if not is_token_space(observation_space) or not isinstance(action_space, spaces.Discrete):
@@ -292,9 +303,20 @@ class TransformerActorCritic(MLPActorCritic):
         self.n_out = int(action_space.n)
         self.action_start = int(action_space.start)
         length, vocab = self.encoder.length, self.encoder.vocab
+        if anchor_token is not None and (
+            isinstance(anchor_token, bool)
+            or not isinstance(anchor_token, int)
+            or not 0 <= anchor_token < vocab
+        ):
+            raise ConfigError(
+                f"anchor_token must be None or a token id in [0, {vocab}), got {anchor_token!r}"
+            )
+        self.anchor_token = anchor_token
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
             self.tok_emb = nn.Embedding(vocab, d_model)
             self.pos_emb = nn.Embedding(length, d_model)
+            # offsets -(L-1)..L-1 from the anchor, shifted to 0..2L-2; index 2L-1 = no anchor
+            self.anchor_emb = nn.Embedding(2 * length, d_model) if anchor_token is not None else None
             layer = nn.TransformerEncoderLayer(
                 d_model,
                 n_heads,
@@ -325,9 +347,19 @@ class TransformerActorCritic(MLPActorCritic):
         ids, mask = x[:, :length].long(), x[:, length:] != 0
         pos = torch.arange(length, device=x.device)
         h = self.tok_emb(ids) + self.pos_emb(pos)
+        if self.anchor_emb is not None:
+            h = h + self.anchor_emb(self._anchor_offsets(ids, mask))
         h = self.trunk(h, src_key_padding_mask=~mask)
         last = torch.where(mask, pos, -1).amax(-1).clamp(min=0)  # the last real token, however padded
         return self.norm(h[torch.arange(h.shape[0], device=x.device), last])
+
+    def _anchor_offsets(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Embedding indices ``(B, L)``: ``position - first anchor position + L - 1``, or ``2L - 1``."""
+        length = ids.shape[1]
+        pos = torch.arange(length, device=ids.device)
+        hit = (ids == self.anchor_token) & mask
+        first = torch.where(hit, pos, length).amin(-1, keepdim=True)  # (B, 1); L when absent
+        return torch.where(first < length, pos - first + length - 1, 2 * length - 1)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """State values ``(B,)`` of encoded observations."""

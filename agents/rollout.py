@@ -51,7 +51,9 @@ def action_masks_from_infos(infos: dict[str, Any], n_envs: int, n_actions: int) 
         )
     values, rows = got
     masks = np.ones((n_envs, n_actions), dtype=bool)
-    if rows.any():
+    if values.dtype != object and values.shape == (n_envs, n_actions):  # one array (native envs)
+        masks[rows] = values[rows] != 0
+    elif rows.any():  # per-env arrays (e.g. a SyncVectorEnv's object array)
         masks[rows] = np.stack([np.asarray(values[i], dtype=bool) for i in np.flatnonzero(rows)])
     return masks
 

@@ -85,8 +85,9 @@ QUICK = (
     EnvSpec("CartPole-v1", "CartPole-v1", 2_048, 100.0, 5),
 )
 #: the full suite (run time and results in the README): a reduced Copy task (1-3 of 4 letters), the
-#: standard Copy task (2-6 of 8 letters) on a budget far below what solving it takes (the custom PPO
-#: needs ~500k tokens, ``benchmarks/toy_tasks.py``), so it shows early learning speed, and CartPole-v1
+#: standard Copy task (2-6 of 8 letters) on a budget far below what solving it takes with these
+#: settings (~500k tokens; ~200k with ``anchor_token``, ``benchmarks/toy_tasks.py``), so it shows
+#: early learning speed, and CartPole-v1
 FULL = (
     EnvSpec("Copy-3x4", "RLHF/Copy-v0", 30_000, 0.9, 200, dict(min_length=1, max_length=3, n_symbols=4)),
     EnvSpec("Copy", "RLHF/Copy-v0", 30_000, 0.5, 200),
@@ -95,9 +96,9 @@ FULL = (
 SUITES = {"quick": QUICK, "full": FULL}
 
 #: custom-agent settings on the token envs. PPO: the masked PPO with the small transformer policy
-#: that ``benchmarks/toy_tasks.py`` recorded its 500k-token results with (written out here, not
-#: imported, so the committed ``compare*`` results stay reproducible when that script's settings
-#: move on); REINFORCE and A2C get the same policy and mask with their own update rule and the batch
+#: that ``benchmarks/toy_tasks.py`` recorded its 500k-token results with, before its CONFIG gained
+#: ``anchor_token`` and ``ent_coef=0.03`` (written out here, not imported, so the committed
+#: ``compare*`` results stay reproducible; all three custom agents share one policy here); REINFORCE and A2C get the same policy and mask with their own update rule and the batch
 #: shapes of their defaults scaled to the many cheap toy envs.
 CUSTOM_TEXT: dict[str, dict[str, Any]] = {
     "ppo": dict(

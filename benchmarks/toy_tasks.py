@@ -1,7 +1,13 @@
 """Toy tasks (RLHF/Copy-v0, RLHF/Reverse-v0): the custom PPO with a small transformer policy.
 
 By default (``CONFIG``) the policy is ``policy="transformer"``: 2 pre-norm layers of width 64 over
-the token ids with learned positions, read out at the last real token. With ``--set policy=mlp``
+the token ids with learned positions, read out at the last real token, with ``anchor_token`` set to
+the separator ``=``: each token also gets an embedding of its offset from ``=``, so Copy and Reverse
+are one attention lookup for every prompt length. Without it, 500k steps left one prompt length
+stuck on a partial-credit answer (76-86% exact on Reverse, 76-99.8% on Copy). With it and
+``ent_coef=0.01``, 5 of 6 runs (Copy/Reverse x seeds 0-2, 200k steps) reached >= 99.8% but Copy
+seed 2 stayed at 80%; the stronger entropy bonus ``ent_coef=0.03`` (CONFIG) keeps exploring
+long enough to leave that optimum (see ``toy_tasks.csv`` for every run and its config). With ``--set policy=mlp``
 it is an MLP on the one-hot of every position's token (14 positions x 30 symbols = 420 inputs,
 padding zeroed; with ``token_features="length"`` also a one-hot of the sequence length). Either
 must emit the answer token by token, then EOS; the reward is the task's partial-credit match on the
@@ -13,7 +19,7 @@ Writes ``toy_tasks.csv`` (final rows, with the full config) and ``toy_tasks_curv
 ``--out-dir`` (default ``benchmarks/results``). ``--set key=value`` overrides a ``CONFIG`` entry
 (the value is parsed as a Python literal, e.g. ``--set hidden_sizes=(512,512)``).
 
-    python benchmarks/toy_tasks.py [--tasks RLHF/Copy-v0 RLHF/Reverse-v0] [--timesteps 500000] [--seed 0]
+    python benchmarks/toy_tasks.py [--tasks RLHF/Copy-v0 RLHF/Reverse-v0] [--timesteps 200000] [--seed 0]
 """
 
 from __future__ import annotations
@@ -30,9 +36,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from agents import PPO  # noqa: E402
+from rlhf_envs.tasks.toy import TOY_TOKENIZER  # noqa: E402
 
-#: the recorded benchmark settings: masked PPO with the small transformer policy. The MLP policy
-#: is ``--set policy=mlp hidden_sizes=(512,512) token_features=length learning_rate=1e-3``.
+#: the toy tasks' separator token id (the end of every Copy/Reverse prompt)
+SEPARATOR_ID = TOY_TOKENIZER.encode("=")[0]
+
+#: the recorded benchmark settings: masked PPO with the small transformer policy, positions also
+#: measured from the separator. The MLP policy is ``--set policy=mlp anchor_token=None
+#: hidden_sizes=(512,512) token_features=length learning_rate=1e-3``.
 CONFIG = dict(
     n_envs=64,
     n_steps=16,
@@ -42,12 +53,13 @@ CONFIG = dict(
     gae_lambda=0.95,
     learning_rate=5e-4,
     anneal_lr=True,
-    ent_coef=0.01,
+    ent_coef=0.03,
     use_action_mask=True,
     policy="transformer",
     d_model=64,
     n_layers=2,
     n_heads=4,
+    anchor_token=SEPARATOR_ID,
 )
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -140,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["RLHF/Copy-v0", "RLHF/Reverse-v0"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timesteps", type=int, default=500_000)
+    parser.add_argument("--timesteps", type=int, default=200_000)
     parser.add_argument("--eval-every", type=int, default=50_000)
     parser.add_argument("--final-episodes", type=int, default=1000)
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock limit per task (stops early)")
