@@ -41,10 +41,21 @@ class TrainingLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(log_dir)
-            if os.path.exists(self.csv_path):  # continuing a resumed run: keep its rows
+            if os.path.exists(self.csv_path):
+                # a resumed run keeps its rows up to the resume point; a fresh run (start 0) in the
+                # same directory replaces them instead of appending a second curve to the file
                 with open(self.csv_path, newline="") as f:
-                    header = next(csv.reader(f), None)
-                self.columns = list(header or [])
+                    reader = csv.DictReader(f)
+                    header = list(reader.fieldnames or [])
+                    rows = [r for r in reader if float(r.get("timesteps") or 0) <= start]
+                self.columns = header if rows else []
+                tmp = self.csv_path + ".tmp"
+                with open(tmp, "w", newline="") as f:
+                    if rows:
+                        w = csv.DictWriter(f, fieldnames=header)
+                        w.writeheader()
+                        w.writerows(rows)
+                os.replace(tmp, self.csv_path)
 
     def log(self, step: int, metrics: dict[str, Any], advance: int) -> None:
         """Record ``metrics`` at env step ``step`` and move the bar by ``advance``."""

@@ -235,6 +235,19 @@ def test_logging_csv_and_tensorboard(tmp_path):
     assert lrs == sorted(lrs, reverse=True) and lrs[0] == pytest.approx(2.5e-4)
 
 
+def test_logging_csv_continues_a_run_but_a_fresh_run_replaces_it(tmp_path):
+    def steps() -> list[float]:
+        with open(tmp_path / "progress.csv") as f:
+            return [float(r["timesteps"]) for r in csv.DictReader(f)]
+
+    agent = PPO("RLHF/Copy-v0", seed=0, log_dir=str(tmp_path), **FAST)
+    agent.learn(256, progress_bar=False)
+    agent.learn(256, progress_bar=False, reset_num_timesteps=False)  # continues: rows accumulate
+    assert steps() == [128.0, 256.0, 384.0, 512.0]
+    PPO("RLHF/Copy-v0", seed=1, log_dir=str(tmp_path), **FAST).learn(256, progress_bar=False)
+    assert steps() == [128.0, 256.0]  # a fresh run in the same directory: one curve, not two
+
+
 # -- masked PPO (use_action_mask) and the token-length feature --------------------------------------
 
 
