@@ -2,7 +2,7 @@
 
 ``RLHF/SimulatedHuman-v0`` pays the score of a learned reward model (the *proxy*), fitted to a
 simulated human's pairwise answers about completions of the embedded model. The human judges a
-hidden *gold* utility (VADER sentiment) through a noisy rater (``--rater``: a preset such as
+hidden *gold* utility (VADER sentiment; ``--gold fluent_vader`` also asks for fluency) through a noisy rater (``--rater``: a preset such as
 ``Mistake``, which flips its answer 10% of the time, or ``Stoc``, Boltzmann-rational with
 temperature 1). The env reports the gold score in ``info["reward_gold"]``, never in the reward.
 
@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-comparisons", type=int, default=500, help="rater answers the proxy is fitted on")
     p.add_argument("--timesteps", type=int, default=30_000, help="generated tokens to train on")
     p.add_argument("--kl-coef", type=float, default=0.01, help="per-token KL penalty to the reference")
+    p.add_argument(
+        "--gold",
+        default="vader",
+        choices=("vader", "fluent_vader"),
+        help="the hidden gold utility: VADER, or VADER times fluency under the base model",
+    )
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--n-envs", type=int, default=64, help="episodes per PPO batch")
     p.add_argument("--seed", type=int, default=0)
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         kl_coef=args.kl_coef,
         n_envs=args.n_envs,
         learning_rate=args.learning_rate,
-        env_kwargs={"rater": args.rater, "n_comparisons": args.n_comparisons},
+        env_kwargs={"rater": args.rater, "n_comparisons": args.n_comparisons, "gold": args.gold},
         tensorboard=False,
     )
     print(f"proxy ready ({time.perf_counter() - t0:.0f} s); rater {args.rater}, kl_coef {args.kl_coef}")
