@@ -313,3 +313,65 @@ def test_lm_agent_skips_the_env_reference_pass_unless_asked():
     )
     assert asked.env.task.ref_logprobs is True
     assert PPO("RLHF/Copy-v0", n_envs=2).config.env_kwargs == {}  # toy tasks have no such option
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fast_linear_equals_linear_and_gelu(monkeypatch, onednn):
+    """``fast_linear`` (oneDNN when present, else ``linear``) against ``torch.nn.functional.linear``,
+    with a bias or none, a transposed (strided) weight as the decoder passes Conv1D weights, and the
+    fused tanh GELU against transformers' ``gelu_new``."""
+    from transformers.activations import NewGELUActivation
+
+    import agents.lm as lm_mod
+
+    if not onednn:
+        monkeypatch.setattr(lm_mod, "_ONEDNN_LINEAR", None)
+    elif lm_mod._ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no usable oneDNN linear")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(17, 40, generator=g)
+    w_in_out = torch.randn(40, 24, generator=g) * 0.3  # Conv1D layout
+    b = torch.randn(24, generator=g)
+    ref = torch.nn.functional.linear(x, w_in_out.t(), b)
+    assert torch.allclose(lm_mod.fast_linear(x, w_in_out.t(), b), ref, atol=1e-5)
+    assert torch.allclose(lm_mod.fast_linear(x, w_in_out.t().contiguous(), None), ref - b, atol=1e-5)
+    gelu = lm_mod.fast_linear(x, w_in_out.t(), b, gelu=True)
+    assert torch.allclose(gelu, NewGELUActivation()(ref), atol=1e-5)
+    assert not torch.allclose(gelu, ref, atol=1e-3)  # the activation was applied
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_gpt2_decoder_steps_equal_full_forward_pass(monkeypatch, onednn):
+    """Several decoding steps with left padding and 4 heads give the logits of a full forward pass
+    over the whole sequence, on the oneDNN path and on the ``linear`` fallback."""
+    import agents.lm as lm_mod
+
+    if not onednn:
+        monkeypatch.setattr(lm_mod, "_ONEDNN_LINEAR", None)
+    elif lm_mod._ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no usable oneDNN linear")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=32, n_embd=48, n_layer=2, n_head=4)).eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 40, (3, 5), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[2, :4] = 0
+    dec = lm_mod.GPT2Decoder(lm)
+    head = lm.lm_head.weight
+    got = [dec.start(ids, mask, 6) @ head.t()]
+    pos = mask.sum(1)
+    seq, seq_mask = ids, mask
+    for _ in range(6):
+        tok = torch.randint(0, 40, (3,), generator=g)
+        seq = torch.cat([seq, tok[:, None]], 1)
+        seq_mask = torch.cat([seq_mask, torch.ones(3, 1, dtype=mask.dtype)], 1)
+        got.append(dec.step(tok, pos) @ head.t())
+        pos = pos + 1
+    with pytest.raises(RuntimeError, match="cache is full"):
+        dec.step(tok, pos)
+    with torch.no_grad():
+        full = lm(input_ids=seq, attention_mask=seq_mask, position_ids=lm_mod.positions(seq_mask)).logits
+    want = full[:, ids.shape[1] - 1 :]  # position P - 1 + t predicts token t
+    assert torch.allclose(torch.stack(got, 1), want, atol=1e-5)
