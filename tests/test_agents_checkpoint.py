@@ -14,13 +14,7 @@ import rlhf_envs  # noqa: F401
 from agents import A2C, PPO, TrainingDivergedError
 from agents.checkpoint import read_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _same_state(a, b) -> None:

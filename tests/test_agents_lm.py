@@ -17,13 +17,7 @@ from agents.lm import KLController, sample_tokens
 from rlhf_envs.envs.vector_env import TextGenerationVectorEnv
 from rlhf_envs.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_lm(vocab: int = 30, seed: int = 0, width: int = 32, layers: int = 1) -> GPT2LMHeadModel:

@@ -21,13 +21,7 @@ from rlhf_envs.errors import ConfigError
 FAST = dict(n_envs=4, n_steps=32, n_epochs=2, n_minibatches=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks run fastest on one thread (and two test workers share two cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_ppo_learns_cartpole():

@@ -21,12 +21,7 @@ SEP = TOY_TOKENIZER.encode("=")[0]
 SMALL = dict(policy="transformer", d_model=16, n_layers=1, n_heads=2, use_action_mask=True, anchor_token=SEP)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ids(texts: list[str], length: int = 14) -> tuple[torch.Tensor, torch.Tensor]:
