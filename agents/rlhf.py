@@ -230,6 +230,42 @@ def select_pairs(
     return np.argsort(-d, kind="stable")[:n]
 
 
+def fit_reward_model(
+    config: RLHFConfig,
+    a: Sequence[Episode],
+    b: Sequence[Episode],
+    labels: Sequence[float | None],
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
+    """A fresh reward-model ensemble fitted on all pairs ``(a[i], b[i])`` with the human's ``labels``.
+
+    The loop's recipe (``config.n_members``, ``aggregate``, ``rm_epochs``, ``rm_lr``,
+    ``rm_random_fraction``; normalised scores; no held-out split: every answer is used), on
+    ``config.model``. Returns the model and ``{"rm_train_loss", "rm_pairs"}``.
+    """
+    from rlhf_envs.feedback.learned import RewardModel
+
+    with _quiet_transformers():
+        rm = RewardModel(
+            None if config.model == "default" else config.model,
+            n_members=config.n_members,
+            aggregate=config.aggregate,
+            normalize=True,
+            seed=seed,
+        )
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+        report = rm.fit_preferences(
+            a,
+            b,
+            labels,
+            random_fraction=config.rm_random_fraction,
+            epochs=config.rm_epochs,
+            lr=config.rm_lr,
+            val_fraction=0.0,
+        )
+    return rm, {"rm_train_loss": float(np.mean(report.train_loss)), "rm_pairs": report.n_train}
+
+
 def concordance(proxy: np.ndarray, gold: np.ndarray) -> float:
     """Share of episode pairs with different gold values that ``proxy`` orders like ``gold``."""
     p, g = np.asarray(proxy, dtype=np.float64), np.asarray(gold, dtype=np.float64)
@@ -609,32 +645,10 @@ class RLHFLoop:
         return score_episodes(self.gold, list(episodes)).astype(np.float64)
 
     def _fit(self, r: int) -> tuple[Any, dict[str, Any]]:
-        from rlhf_envs.feedback.learned import RewardModel
-
-        cfg = self.config
         a = [_episode(x) for rec in self.feedback for x in rec["a"]]
         b = [_episode(x) for rec in self.feedback for x in rec["b"]]
         labels = [x for rec in self.feedback for x in rec["labels"]]
-        model = self.env_kwargs["model"]
-        with _quiet_transformers():
-            rm = RewardModel(
-                None if model == "default" else model,
-                n_members=cfg.n_members,
-                aggregate=cfg.aggregate,
-                normalize=True,
-                seed=_seed(cfg.seed, r, 5),
-            )
-        with _quiet_transformers(), torch.random.fork_rng(devices=[]):
-            report = rm.fit_preferences(
-                a,
-                b,
-                labels,
-                random_fraction=cfg.rm_random_fraction,
-                epochs=cfg.rm_epochs,
-                lr=cfg.rm_lr,
-                val_fraction=0.0,
-            )
-        return rm, {"rm_train_loss": float(np.mean(report.train_loss)), "rm_pairs": report.n_train}
+        return fit_reward_model(self.config, a, b, labels, _seed(self.config.seed, r, 5))
 
     def evaluate(self, r: int) -> dict[str, float]:
         """Proxy, gold and KL to the initial policy on ``eval_episodes`` fresh episodes.
