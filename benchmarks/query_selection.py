@@ -20,22 +20,38 @@ only the part that query selection can change, the reward model:
 The two rules of a seed are paired: the same pool, evaluation set, first batch, rater noise stream
 and fit seeds; they differ only in which pairs are asked after the first batch.
 
-Protocol, fixed before the confirmatory seeds were run (seeds 0 and 1 were used while the
-script was written and are not part of the result):
+Two designs, each fixed before its seeds were run (``DESIGNS``):
 
-* seeds ``SEEDS`` (10-14);
-* primary: queries used when best-of-16 gold first reaches ``PRIMARY`` (0.75), levels ``LEVELS``;
-  ratio of means of disagreement over random across the seeds where both reached the level, per
-  seed alongside; a run that never reaches it is reported as not reached, never imputed;
-* secondary: per seed, disagreement minus random of best-of-16 gold and of concordance, averaged
-  over the measurements after the first batch (where the rules can differ);
-* diagnostics: what each rule asks about (mean gold gap of the chosen pairs, share of exact gold
-  ties, share of answers agreeing with gold).
+* ``first`` (seeds 10-14; seeds 0 and 1 were used while the script was written and are not part of
+  any result). Primary: queries used when best-of-16 gold *first* reaches 0.75 (levels 0.7, 0.75,
+  0.8). Secondary: per seed, disagreement minus random of best-of-16 gold and of concordance,
+  averaged over the measurements after the first batch (where the rules can differ). Its result:
+  primary ratio of means 1.3 (3 of 5 seeds reached 0.75 at the shared first measurement or the
+  next, where the rules cannot or barely differ, and single refits swing by +-0.1); secondary
+  +0.035 best-of-16 gold (sem 0.013, 4 of 5 seeds positive).
+* ``confirm`` (seeds 20-29, fresh), written after looking at ``first``: the same runs, with a
+  threshold statistic less at the mercy of one lucky refit: each run's best-of-16 gold curve is
+  replaced by its isotonic (non-decreasing) least-squares fit, and queries-to-level is the first
+  number of queries where that fit reaches the level. Levels 0.74, 0.76, 0.78, primary 0.76
+  (chosen on the ``first`` seeds, where the curves still rise). Decision rule, stated before the
+  run: the saving counts as shown when, at the primary level, the ratio of means (over seeds where
+  both rules reached it) is below 1, disagreement needs fewer queries in more seeds than random
+  does (a run that never reaches the level counts as needing more than any that does), and the
+  paired best-of-16 gold difference is above zero by more than two standard errors.
 
-    python -m benchmarks.query_selection --jobs 2   # 5 seeds x 2 rules, ~10 min with --jobs 2
-    python -m benchmarks.query_selection --quick --out /tmp/qs   # a tiny smoke run
+In both, a run that never reaches a level is reported as not reached, never imputed, and the ratio
+of means is taken over the seeds where both rules reached it. Diagnostics: what each rule asks
+about (mean gold gap of the chosen pairs, share of exact gold ties, share of answers agreeing with
+gold).
 
-Writes ``benchmarks/results/query_selection.{csv,json,png}``.
+    python -m benchmarks.query_selection --design confirm --jobs 2   # 10 seeds x 2 rules, ~35 min
+    python -m benchmarks.query_selection --jobs 2                    # first: 5 seeds, ~17 min
+    python -m benchmarks.query_selection --quick --out /tmp/qs      # a tiny smoke run
+    python -m benchmarks.query_selection --from-csv benchmarks/results/query_selection.csv --out /tmp/qs
+                                                  # re-summarise saved runs under a design's rules
+
+Writes ``benchmarks/results/query_selection.{csv,json,png}`` (``first``) and
+``query_selection_confirm.{csv,json,png}`` (``confirm``).
 """
 
 from __future__ import annotations
@@ -55,9 +71,24 @@ from agents.rlhf import RLHFConfig, RLHFLoop, _seed, concordance, fit_reward_mod
 from rlhf_envs.feedback.base import Episode
 
 RULES = ("random", "disagreement")
-SEEDS = (10, 11, 12, 13, 14)
-LEVELS = (0.7, 0.75, 0.8)
-PRIMARY = 0.75
+STATISTICS = ("first", "isotonic")
+#: design name -> seeds, threshold statistic, gold levels, primary level, output stem
+DESIGNS: dict[str, dict[str, Any]] = {
+    "first": dict(
+        seeds=(10, 11, 12, 13, 14),
+        statistic="first",
+        levels=(0.7, 0.75, 0.8),
+        primary=0.75,
+        stem="query_selection",
+    ),
+    "confirm": dict(
+        seeds=tuple(range(20, 30)),
+        statistic="isotonic",
+        levels=(0.74, 0.76, 0.78),
+        primary=0.76,
+        stem="query_selection_confirm",
+    ),
+}
 RATER = "Mistake"
 POOL_PAIRS, EVAL_PROMPTS, PER_PROMPT, BATCH, STEPS = 512, 64, 16, 8, 12
 QUICK = dict(pool_pairs=24, eval_prompts=4, per_prompt=4, batch=4, steps=2)
@@ -169,19 +200,41 @@ def run_seed(
     return out
 
 
-def queries_to_level(rows: list[dict[str, Any]], level: float) -> int | None:
-    """Queries used by the first model whose best-of-n gold is >= ``level`` (None: never)."""
-    return next((int(r["queries"]) for r in rows if r["bo_gold"] >= level), None)
+def queries_to_level(rows: list[dict[str, Any]], level: float, statistic: str = "first") -> int | None:
+    """Queries at which a run's best-of-n gold reaches ``level`` (None: never).
+
+    ``statistic="first"``: the first measured model at or above it. ``"isotonic"``: the first point
+    where the isotonic (non-decreasing, least-squares) fit of the run's curve is at or above it, so
+    one lucky or unlucky refit cannot decide alone.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    y = np.array([float(r["bo_gold"]) for r in rows])
+    if statistic == "isotonic" and len(y):
+        from scipy.optimize import isotonic_regression
+
+        y = isotonic_regression(y).x
+    return next((int(r["queries"]) for r, v in zip(rows, y, strict=True) if v >= level), None)
 
 
-def summarize(results: dict[int, dict[str, Any]], levels: tuple[float, ...] = LEVELS) -> dict[str, Any]:
+def _fewer(q: int | None, other: int | None) -> bool:
+    """``q`` needed fewer queries than ``other``; a run that never reached the level needs more than
+    any that did, and two that never did are level."""
+    return q is not None and (other is None or q < other)
+
+
+def summarize(
+    results: dict[int, dict[str, Any]],
+    levels: tuple[float, ...] = DESIGNS["first"]["levels"],
+    statistic: str = "first",
+) -> dict[str, Any]:
     """Queries-to-level per seed and rule with ratios, and the paired secondary differences."""
     seeds = sorted(results)
-    out: dict[str, Any] = {"queries_to_level": {}, "paired_difference": {}}
+    out: dict[str, Any] = {"statistic": statistic, "queries_to_level": {}, "paired_difference": {}}
     for level in levels:
         per = []
         for s in seeds:
-            q = {rule: queries_to_level(results[s][rule], level) for rule in RULES}
+            q = {rule: queries_to_level(results[s][rule], level, statistic) for rule in RULES}
             both = q["random"] is not None and q["disagreement"] is not None
             per.append({"seed": s, **q, "ratio": q["disagreement"] / q["random"] if both else None})
         done = [p for p in per if p["ratio"] is not None]
@@ -193,8 +246,8 @@ def summarize(results: dict[int, dict[str, Any]], levels: tuple[float, ...] = LE
             )
             if done
             else None,
-            "disagreement_fewer_in": sum(p["disagreement"] < p["random"] for p in done),
-            "random_fewer_in": sum(p["disagreement"] > p["random"] for p in done),
+            "disagreement_fewer_in": sum(_fewer(p["disagreement"], p["random"]) for p in per),
+            "random_fewer_in": sum(_fewer(p["random"], p["disagreement"]) for p in per),
         }
     for key in ("bo_gold", "concordance", "chosen_gold_gap", "chosen_gold_ties"):
         d = [
@@ -212,7 +265,36 @@ def summarize(results: dict[int, dict[str, Any]], levels: tuple[float, ...] = LE
     return out
 
 
-def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int) -> None:
+def decision(summary: dict[str, Any], primary: float) -> dict[str, Any]:
+    """The ``confirm`` design's decision rule (see the module docstring), applied to a summary."""
+    q = summary["queries_to_level"][str(primary)]
+    d = summary["paired_difference"]["bo_gold"]
+    checks = {
+        "ratio_of_means_below_1": q["ratio_of_means"] is not None and q["ratio_of_means"] < 1.0,
+        "fewer_in_more_seeds": q["disagreement_fewer_in"] > q["random_fewer_in"],
+        "bo_gold_difference_above_2_sem": d["sem"] is not None and d["mean"] > 2 * d["sem"],
+    }
+    return {**checks, "shown": all(checks.values())}
+
+
+def results_from_csv(path: str) -> dict[int, dict[str, Any]]:
+    """Per-seed, per-rule rows of a saved ``query_selection*.csv`` (to re-summarise without re-running)."""
+    results: dict[int, dict[str, Any]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            r = {
+                k: (int(v) if k in ("step", "queries") else float(v))
+                for k, v in row.items()
+                if k not in ("seed", "selection")
+            }
+            results.setdefault(int(row["seed"]), {rule: [] for rule in RULES})[row["selection"]].append(r)
+    for runs in results.values():
+        for rule in RULES:
+            runs[rule].sort(key=lambda r: r["step"])
+    return results
+
+
+def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int, primary: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +314,7 @@ def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int) -> Non
                 q, ys.mean(0), color=colors[rule], marker="o", ms=3, label=f"{rule} (mean of {len(ys)} seeds)"
             )
         ax[k].set(xlabel="queries asked", ylabel=label, title=f"{label} on held-out prompts")
-    ax[0].axhline(PRIMARY, color="k", lw=0.8, ls="--")
+    ax[0].axhline(primary, color="k", lw=0.8, ls="--")
     ax[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -241,12 +323,19 @@ def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--design", choices=sorted(DESIGNS), default="first", help="pre-registered design")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the design's seeds")
     p.add_argument("--quick", action="store_true", help="tiny pool and evaluation set: a smoke run")
     p.add_argument("--threads", type=int, default=1, help="torch threads per seed")
     p.add_argument("--jobs", type=int, default=1, help="seeds run side by side in separate processes")
+    p.add_argument("--from-csv", default=None, help="re-summarise this saved CSV instead of running")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args(argv)
+    design = DESIGNS[args.design]
+    levels: tuple[float, ...] = design["levels"]
+    primary: float = design["primary"]
+    if args.jobs < 1:
+        p.error(f"--jobs must be a positive integer, got {args.jobs}")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     sizes = (
@@ -257,37 +346,48 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     t_all = time.perf_counter()
-    if args.jobs > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(
-            args.jobs,
-            mp_context=mp.get_context("spawn"),
-            initializer=torch.set_num_threads,
-            initargs=(args.threads,),
-        ) as ex:
-            futures = {s: ex.submit(run_seed, s, **sizes) for s in args.seeds}
-            results = {s: f.result() for s, f in futures.items()}
+    setup: dict[str, Any] = {}
+    if args.from_csv is not None:
+        results = results_from_csv(args.from_csv)
+        seeds = sorted(results)
     else:
-        results = {s: run_seed(s, **sizes) for s in args.seeds}
-    summary = summarize(results)
-    stem = os.path.join(args.out, "query_selection")
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_KEYS)
-        w.writeheader()
-        for s in sorted(results):
-            for rule in RULES:
-                w.writerows({"seed": s, "selection": rule, **r} for r in results[s][rule])
+        seeds = list(design["seeds"]) if args.seeds is None else args.seeds
+        if args.jobs > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(
+                args.jobs,
+                mp_context=mp.get_context("spawn"),
+                initializer=torch.set_num_threads,
+                initargs=(args.threads,),
+            ) as ex:
+                futures = {s: ex.submit(run_seed, s, **sizes) for s in seeds}
+                results = {s: f.result() for s, f in futures.items()}
+        else:
+            results = {s: run_seed(s, **sizes) for s in seeds}
+        setup = {f"seed{s}": results[s]["setup"] for s in seeds}
+    summary = summarize(results, levels, design["statistic"])
+    verdict = decision(summary, primary)
+    stem = os.path.join(args.out, design["stem"])
+    if args.from_csv is None:
+        with open(stem + ".csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_KEYS)
+            w.writeheader()
+            for s in sorted(results):
+                for rule in RULES:
+                    w.writerows({"seed": s, "selection": rule, **r} for r in results[s][rule])
     with open(stem + ".json", "w") as f:
         json.dump(
             {
                 "question": "queries a reward model needs before best-of-n with it reaches a gold level: "
                 "disagreement selection vs random, on a fixed pool from the initial policy",
+                "design": args.design,
                 "protocol": {
-                    "seeds": args.seeds,
-                    "levels": list(LEVELS),
-                    "primary": PRIMARY,
+                    "seeds": seeds,
+                    "statistic": design["statistic"],
+                    "levels": list(levels),
+                    "primary": primary,
                     "rater": RATER,
                     **sizes,
                 },
@@ -296,33 +396,42 @@ def main(argv: list[str] | None = None) -> int:
                     for k, v in RLHFConfig().to_json_dict().items()
                     if k.startswith(("rm_", "n_members", "aggregate"))
                 },
-                "setup": {f"seed{s}": results[s]["setup"] for s in sorted(results)},
+                "setup": setup,
                 "summary": summary,
+                "decision_rule": verdict,
                 "seconds_total": time.perf_counter() - t_all,
                 "machine": {
                     "cpus": os.cpu_count(),
                     "torch_threads": args.threads,
+                    "jobs": args.jobs,
                     "python": platform.python_version(),
                 },
             },
             f,
             indent=1,
         )
-    _plot(results, stem + ".png", sizes["per_prompt"])
-    print(f"\nqueries until best-of-{sizes['per_prompt']} gold >= level (None = not reached):")
-    for level in LEVELS:
+    n = sizes["per_prompt"] if args.from_csv is None else PER_PROMPT
+    _plot(results, stem + ".png", n, primary)
+    print(f"\nqueries until best-of-{n} gold >= level ({design['statistic']} statistic; None = not reached):")
+    for level in levels:
         s = summary["queries_to_level"][str(level)]
         per = ", ".join(
             f"seed {x['seed']}: random {x['random']} / disagreement {x['disagreement']}"
             for x in s["per_seed"]
         )
-        star = " (primary)" if level == PRIMARY else ""
-        print(f"  >= {level}{star}: {per}; ratio of means {s['ratio_of_means']}")
-    for key, d in summary["paired_difference"].items():
+        star = " (primary)" if level == primary else ""
         print(
-            f"  disagreement - random, {key}: {d['mean']:+.4f} (sem {d['sem']}) per seed {[round(x, 4) for x in d['per_seed']]}"
+            f"  >= {level}{star}: {per}; ratio of means {s['ratio_of_means']}, fewer queries: "
+            f"disagreement in {s['disagreement_fewer_in']}, random in {s['random_fewer_in']}"
         )
-    print(f"wrote {stem}.csv, .json, .png ({time.perf_counter() - t_all:.0f} s)")
+    for key, d in summary["paired_difference"].items():
+        sem = "n/a" if d["sem"] is None else f"{d['sem']:.4f}"
+        print(
+            f"  disagreement - random, {key}: {d['mean']:+.4f} (sem {sem}), per seed "
+            f"{[round(x, 4) for x in d['per_seed']]}"
+        )
+    print(f"  decision rule at {primary}: {verdict}")
+    print(f"wrote {stem}.json, .png{'' if args.from_csv else ', .csv'} ({time.perf_counter() - t_all:.0f} s)")
     return 0
 
 
