@@ -36,6 +36,8 @@ def test_ref_logprobs_equal_a_full_forward_pass(mode: str) -> None:
     obs, _ = vec.reset(seed=0)
     rng = np.random.default_rng(0)
     checked = 0
+    # The cached step and a full pass sum in different orders: a few float32 ulps apart, which for
+    # log-probs of rare tokens near -20 exceeds 1e-5 absolute, hence the relative tolerance.
     for _ in range(20):
         actions = rng.integers(2, vec.unwrapped.vocab_size, size=6)
         actions[rng.random(6) < 0.1] = vec.unwrapped.eos_id
@@ -48,14 +50,14 @@ def test_ref_logprobs_equal_a_full_forward_pass(mode: str) -> None:
                 o = info["final_obs"][i]
                 full = token_logprobs(lm, o["input_ids"][None], o["attention_mask"][None]).numpy()[0]
                 got = info["final_info"]["ref_logprob"][i]
-                np.testing.assert_allclose(got, full[o["attention_mask"].sum() - 1], atol=1e-5, rtol=0)
+                np.testing.assert_allclose(got, full[o["attention_mask"].sum() - 1], atol=1e-5, rtol=1e-5)
                 checked += 1
         full = token_logprobs(lm, src_obs["input_ids"], src_obs["attention_mask"]).numpy()
         for i in rows:
             if mode == "SameStep" and (term[i] or trunc[i]):
                 continue  # this row was reset in the same step; checked through final_obs above
             n = src_obs["attention_mask"][i].sum()
-            np.testing.assert_allclose(src_info["ref_logprob"][i], full[i, n - 1], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(src_info["ref_logprob"][i], full[i, n - 1], atol=1e-5, rtol=1e-5)
             np.testing.assert_allclose(src_info["reward_kl"][i], 0.1 * src_info["ref_logprob"][i], rtol=1e-6)
             checked += 1
     assert checked > 60

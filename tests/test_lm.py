@@ -56,8 +56,8 @@ def test_left_and_right_padding_give_the_same_logprobs() -> None:
     for i, t in enumerate(texts):
         n = len(tok.encode(t))
         alone = token_logprobs(lm, np.asarray([tok.encode(t)])).numpy()[0]
-        np.testing.assert_allclose(lr[i, :n], alone, atol=1e-5)
-        np.testing.assert_allclose(ll[i, -n:], alone, atol=1e-5)
+        np.testing.assert_allclose(lr[i, :n], alone, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(ll[i, -n:], alone, atol=1e-5, rtol=1e-5)
 
 
 def _save_tiny_gpt2(path, vocab_from=DEFAULT_MODEL_DIR, n_positions: int = 96) -> None:  # noqa: ANN001
@@ -191,4 +191,4 @@ def test_other_architectures_use_the_full_forward_fallback(tmp_path) -> None:
         obs, *_, info = vec.step(np.array([5, 6, 7]) + t)
         full = token_logprobs(lm, obs["input_ids"], obs["attention_mask"]).numpy()
         last = obs["attention_mask"].sum(1) - 1
-        np.testing.assert_allclose(info["ref_logprob"], full[np.arange(3), last], atol=1e-5)
+        np.testing.assert_allclose(info["ref_logprob"], full[np.arange(3), last], atol=1e-5, rtol=1e-5)
