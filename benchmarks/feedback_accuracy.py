@@ -208,7 +208,7 @@ def proxy_env() -> dict:
 
     import gymnasium as gym
 
-    from rlhf_envs.feedback.preference_task import ENV_ID, sample_completions
+    from rlhf_envs.tasks.simulated_human import ENV_ID, sample_completions
 
     os.environ["RLHF_ENVS_CACHE"] = tempfile.mkdtemp(prefix="rlhf_proxy_")
     t0 = time.perf_counter()

@@ -8,9 +8,9 @@ import pytest
 
 from rlhf_envs.feedback import Episode  # noqa: E402
 from rlhf_envs.feedback.learned import RewardModel  # noqa: E402
-from rlhf_envs.feedback.preference_task import ENV_ID  # noqa: E402
 from rlhf_envs.feedback.scripted import Sentiment  # noqa: E402
 from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer  # noqa: E402
+from rlhf_envs.tasks.simulated_human import ENV_ID  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,4 +5,4 @@ from rlhf_envs.tasks.base import Prompt, Task, make_task, register_task, task_na
 
 __all__ = ["Prompt", "Task", "make_task", "register_task", "task_names"]
 
-from rlhf_envs.feedback import preference_task  # noqa: E402,F401  (registers the simulated-human task)
+from rlhf_envs.tasks import simulated_human  # noqa: E402,F401  (registers the simulated-human task)
