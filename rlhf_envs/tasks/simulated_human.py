@@ -19,8 +19,8 @@ directory), ``cache`` (True), ``n_members`` (1: the proxy is a bootstrap ensembl
 models when > 1) and ``aggregate`` (``None``: as fitted or saved, ``"mean"`` for a new fit; else
 ``"mean"``, ``"min"`` or ``"mean_minus_std"``: how the members' scores combine into the reward). The
 aggregate only changes scoring, so ensembles that differ only in it share one cached fit. ``gold``
-(``"vader"``, the default, or ``"fluent_vader"``: :class:`FluentSentiment`, VADER gated by fluency under
-the frozen base model, a gold that word salad cannot satisfy).
+(``"vader"``, the default, or ``"fluent_vader"``: :class:`~rlhf_envs.feedback.fluency.FluentSentiment`,
+VADER gated by fluency under the frozen base model, a gold that word salad cannot satisfy).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, score_episodes
+from rlhf_envs.feedback.fluency import FluentSentiment
 from rlhf_envs.feedback.simulated import RaterConfig, SimulatedHuman, preset
 from rlhf_envs.tasks.base import register_task
 from rlhf_envs.tasks.language import SentimentTask
@@ -46,43 +47,6 @@ if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or l
 
 ENV_ID = "RLHF/SimulatedHuman-v0"
 GOLDS = ("vader", "fluent_vader")
-
-
-class FluentSentiment:
-    """A gold utility for "a positive review a person would want to read": ``VADER x fluency``.
-
-    VADER alone is a bag-of-words lexicon: it scores a salad of positive words ("By the end I felt
-    glad felt pleased glad By the end") as highly as a real review, so a policy that over-optimises
-    a proxy into such text still looks good on VADER. A reader would not like it. Here the VADER
-    compound score of the completion is multiplied by ``fluency = clip((m - low) / (high - low), 0,
-    1)``, where ``m`` is the completion's mean log-prob per token under the frozen base model given
-    the prompt (the same gate as the keywords task): the base model's own samples (``m`` about -1)
-    keep their VADER score, incoherent text (``m`` below ``low``) is worth 0.
-
-    Args:
-        owner: an object whose ``lm`` attribute is the frozen scoring model (the task).
-        low, high: the fluency ramp in nats per token.
-    """
-
-    def __init__(self, owner: Any, low: float = -6.0, high: float = -2.5) -> None:
-        from rlhf_envs.tasks.language import VaderSentiment
-
-        if not low < high:
-            raise ConfigError(f"FluentSentiment: low ({low}) must be below high ({high})")
-        self._owner, self.low, self.high = owner, float(low), float(high)
-        self.sentiment = VaderSentiment()
-
-    def parts(self, episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
-        """``sentiment`` (VADER compound) and ``fluency`` (in [0, 1]) per episode."""
-        from rlhf_envs.tasks.language import _mean_completion_logprob
-
-        m = _mean_completion_logprob(self._owner.lm, episodes)
-        flu = np.nan_to_num(np.clip((m - self.low) / (self.high - self.low), 0.0, 1.0), nan=0.0)
-        return {"sentiment": self.sentiment.score(episodes).astype(np.float64), "fluency": flu}
-
-    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
-        p = self.parts(episodes)
-        return (p["sentiment"] * p["fluency"]).astype(np.float32)
 
 
 def cache_root() -> Path:
