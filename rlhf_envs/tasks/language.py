@@ -36,7 +36,7 @@ from rlhf_envs.feedback.base import Episode
 from rlhf_envs.feedback.fluency import FluentKeywordCoverage
 from rlhf_envs.feedback.rules import Sentiment, StopAtWordCount
 from rlhf_envs.lm.corpus import DOMAINS, KEYWORDS, TOPICS, review_openings
-from rlhf_envs.tasks.base import Prompt, Task, check_int_range, register_task
+from rlhf_envs.tasks.base import Prompt, ReferenceModelSpec, Task, check_int_range, register_task
 
 # ---------------------------------------------------------------------------------------------------
 # prompt files
@@ -185,16 +185,16 @@ class LanguageTask(Task):
         check_compatible(self.tokenizer, ref, f"{self.name} (reference {self.reference_path!r})")
         return ref
 
-    def shaping_terms(self) -> list:
-        """A fresh reference-KL term (its own KV cache) per env, or none if disabled."""
+    def reference_model_spec(self) -> ReferenceModelSpec | None:
+        """The reference model (and KL coefficient) the env builds its ``"kl"`` term from, or none if
+        ``ref_logprobs`` is off. Called once per env, so each env gets its own KV cache."""
         if not self.ref_logprobs:
-            return []
-        from rlhf_envs.envs.reference import ReferenceKL
+            return None
         from rlhf_envs.lm.loading import load_causal_lm
 
         loader = functools.partial(load_causal_lm, self.reference_path, self.device, self.dtype)
         length = self.max_prompt_tokens + self.max_new_tokens
-        return [ReferenceKL(self.reference_lm(), length, self.kl_coef, self.ref_temperature, loader=loader)]
+        return ReferenceModelSpec(self.reference_lm(), length, self.kl_coef, self.ref_temperature, loader)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

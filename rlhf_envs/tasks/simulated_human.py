@@ -207,18 +207,4 @@ class SimulatedHumanTask(SentimentTask):
         return {"reward_gold": score_episodes(self.gold, batch).astype(np.float64)}
 
 
-def register() -> None:
-    """Register the task and the env id (idempotent)."""
-    import gymnasium as gym
-
-    register_task(SimulatedHumanTask.name, SimulatedHumanTask)
-    if ENV_ID not in gym.registry:
-        gym.register(
-            id=ENV_ID,
-            entry_point="rlhf_envs.envs.text_env:TextGenerationEnv",
-            vector_entry_point="rlhf_envs.envs.vector_env:TextGenerationVectorEnv",
-            kwargs={"task": SimulatedHumanTask.name},
-        )
-
-
-register()
+register_task(SimulatedHumanTask.name, SimulatedHumanTask)  # its env id: rlhf_envs.registration
