@@ -62,7 +62,7 @@ class ProxySpec:
         from rlhf_envs.feedback.simulated import RaterConfig
 
         return RaterConfig(
-            epsilon=self.epsilon,
+            mistake_rate=self.epsilon,
             length_bias=self.length_bias,
             name=f"Mistake{self.epsilon}+length{self.length_bias}",
         )

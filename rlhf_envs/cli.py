@@ -36,7 +36,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_toy_demo(args: argparse.Namespace) -> int:
-    from rlhf_envs.demo import run_demo
+    from rlhf_envs.toy_demo import run_demo
 
     return run_demo(seed=args.seed, episodes=args.episodes)
 

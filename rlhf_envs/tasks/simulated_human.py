@@ -158,9 +158,10 @@ class SimulatedHumanTask(SentimentTask):
             self.proxy.aggregate = aggregate
         self.feedback = self.proxy
 
-    def _key(self) -> str:
+    def proxy_cache_key(self) -> str:
+        """The proxy's cache directory name: a hash of everything that determines the fitted proxy."""
         parts = [
-            self.model_path, repr(self.rater), self.n_comparisons, self.fit_epochs, self.fit_lr,
+            self.model_path, self.rater.cache_repr(), self.n_comparisons, self.fit_epochs, self.fit_lr,
             self.proxy_seed, self.max_new_tokens, self.max_prompt_tokens, self._source, len(self.prompts),
         ]  # fmt: skip
         if self.n_members != 1:  # appended only when set, so single-model cache keys are unchanged
@@ -172,21 +173,21 @@ class SimulatedHumanTask(SentimentTask):
     def _cached_or_fitted(self, cache: bool) -> RewardModel:
         from rlhf_envs.feedback.learned import RewardModel
 
-        path = cache_root() / "proxy" / self._key()
+        path = cache_root() / "proxy" / self.proxy_cache_key()
         if cache and (path / "reward_model.json").exists():
             return RewardModel.load(path)
-        rm = self.fit_proxy()
+        proxy = self.fit_proxy()
         if cache:
             # Save next to the final place, then rename: concurrent builders (pytest-xdist workers,
             # subprocess envs) never see a half-written model; the first rename wins.
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-            rm.save(tmp)
+            proxy.save(tmp)
             try:
                 os.rename(tmp, path)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return rm
+        return proxy
 
     def fit_proxy(self) -> RewardModel:
         """Sample completions, ask the simulated human, fit a reward model on the task's model."""
@@ -196,9 +197,9 @@ class SimulatedHumanTask(SentimentTask):
         a, b = eps[0::2], eps[1::2]
         self.human = SimulatedHuman(self.gold, self.rater, seed=self.proxy_seed)
         answers = self.human.compare(a, b)
-        rm = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True, n_members=self.n_members)
-        rm.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
-        return rm
+        proxy = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True, n_members=self.n_members)
+        proxy.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
+        return proxy
 
     def episode_info(self, episode: Episode) -> dict[str, Any]:
         return {"reward_gold": float(score_episodes(self.gold, [episode])[0])}
