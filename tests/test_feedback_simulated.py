@@ -263,8 +263,10 @@ def test_bad_input_is_an_error():
 
 def test_former_rater_field_names_warn_and_map_to_the_new_ones():
     """beta/gamma/epsilon became rationality/myopia_discount/mistake_rate; old code keeps working."""
-    with pytest.warns(DeprecationWarning, match="rationality"):
+    with pytest.warns(DeprecationWarning) as caught:
         old = RaterConfig(beta=2.0, gamma=0.9, epsilon=0.1)
+    messages = " ".join(str(w.message) for w in caught)
+    assert len(caught) == 3 and all(n in messages for n in ("rationality", "myopia_discount", "mistake_rate"))
     assert old == RaterConfig(rationality=2.0, myopia_discount=0.9, mistake_rate=0.1)
     with pytest.warns(DeprecationWarning, match="mistake_rate"):
         assert preset("Stoc", epsilon=0.2).mistake_rate == 0.2
