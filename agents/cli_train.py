@@ -64,9 +64,9 @@ def _is_language(env_id: str) -> bool:
     import rlhf_envs  # noqa: F401
 
     entry = gym.spec(env_id).kwargs.get("task")
-    from rlhf_envs.tasks.base import _TASKS
+    from rlhf_envs.tasks import task_class
 
-    cls = _TASKS.get(entry)
+    cls = task_class(entry)
     from rlhf_envs.tasks.language import LanguageTask
 
     return cls is not None and issubclass(cls, LanguageTask)

@@ -63,9 +63,9 @@ def without_env_reference(env_or_id: Any, env_kwargs: dict[str, Any]) -> dict[st
     task = spec.kwargs.get("task")
     if not isinstance(task, str):
         return env_kwargs
-    from rlhf_envs.tasks.base import _TASKS, task_parameters
+    from rlhf_envs.tasks import task_class, task_parameters
 
-    cls = _TASKS.get(task)
+    cls = task_class(task)
     if cls is None or "ref_logprobs" not in task_parameters(cls):
         return env_kwargs
     return {**env_kwargs, "ref_logprobs": False}

@@ -3,7 +3,7 @@
 Setup (stated so the figures can be read honestly):
 
 * completions: 3,000 training and 1,000 held-out reviews from the seeded grammar in
-  :mod:`rlhf_envs.feedback.synthetic` (intensifiers, "but" clauses, exclamation marks; negation is
+  :mod:`rlhf_envs.feedback.review_fixtures` (intensifiers, "but" clauses, exclamation marks; negation is
   switched off, see below); each is an episode "prompt + completion" from a fixed prompt list;
 * gold utility: VADER's compound sentiment of the completion (:class:`~rlhf_envs.feedback.scripted.Sentiment`);
 * feedback: 2,000 comparisons of random pairs from the training pool, answered by a
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from rlhf_envs.feedback.learned import RewardModel
+from rlhf_envs.feedback.review_fixtures import ReviewGenerator, tiny_gpt2_config, word_tokenizer
 from rlhf_envs.feedback.scripted import Sentiment
 from rlhf_envs.feedback.simulated import Label, RaterConfig, SimulatedHuman
-from rlhf_envs.feedback.synthetic import ReviewGenerator, tiny_gpt2_config, word_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GENERATOR = {"p_negation": 0.0}
@@ -106,7 +106,7 @@ def accuracy_curves(quick: bool) -> list[dict]:
     sweeps += [("temperature", 0.0, t) for t in (0.03, 0.1, 0.3, 1.0, 3.0)]
     oracle = None
     for sweep, eps, temp in sweeps:
-        rater = RaterConfig(epsilon=eps, beta=None if temp is None else 1.0 / temp)
+        rater = RaterConfig(mistake_rate=eps, rationality=None if temp is None else 1.0 / temp)
         t0 = time.perf_counter()
         out = run_point(gold, a, b, test, gold_test, tok, rater, fit)
         row = {"sweep": sweep, "mistake_rate": eps, "temperature": 0.0 if temp is None else temp, **out}
@@ -208,7 +208,7 @@ def proxy_env() -> dict:
 
     import gymnasium as gym
 
-    from rlhf_envs.feedback.preference_task import ENV_ID, sample_completions
+    from rlhf_envs.tasks.simulated_human import ENV_ID, sample_completions
 
     os.environ["RLHF_ENVS_CACHE"] = tempfile.mkdtemp(prefix="rlhf_proxy_")
     t0 = time.perf_counter()

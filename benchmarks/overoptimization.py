@@ -62,7 +62,7 @@ class ProxySpec:
         from rlhf_envs.feedback.simulated import RaterConfig
 
         return RaterConfig(
-            epsilon=self.epsilon,
+            mistake_rate=self.epsilon,
             length_bias=self.length_bias,
             name=f"Mistake{self.epsilon}+length{self.length_bias}",
         )
@@ -146,7 +146,7 @@ def evaluate_policy(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[st
     ``seed``), so training is unaffected.
     """
     from rlhf_envs.feedback.base import Episode
-    from rlhf_envs.tasks.language import VaderSentiment
+    from rlhf_envs.feedback.scripted import Sentiment
 
     gen = torch.Generator().manual_seed(seed)
     policy = agent.policy
@@ -167,7 +167,7 @@ def evaluate_policy(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[st
             texts.append(tok.decode(row[mk].tolist()))
     g = np.array(gold[:n_episodes])
     texts = texts[:n_episodes]
-    vader = VaderSentiment().score([Episode("", t, (), (), True) for t in texts])
+    vader = Sentiment().score([Episode("", t, (), (), True) for t in texts])
     return {
         "kl": float(np.mean(kls[:n_episodes])),
         "gold": float(g.mean()),

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import rlhf_envs  # noqa: F401  (registers the ids)
-from rlhf_envs.demo import TOY_IDS
+from rlhf_envs.registration import TOY_IDS
 
 RESULTS = Path(__file__).parent / "results"
 

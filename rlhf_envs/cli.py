@@ -7,19 +7,23 @@ Subcommands:
   train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
   rlhf       the RLHF loop: simulated human -> reward-model ensemble -> PPO, round by round (resumable)
+
+A subcommand's module (``agents`` and torch for demo/train/rlhf) is imported only when that
+subcommand runs: building the parser for one subcommand declares only its arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    import rlhf_envs
+    from rlhf_envs.registration import list_envs
 
-    for env_id in rlhf_envs.list_envs():
+    for env_id in list_envs():
         print(env_id)
     return 0
 
@@ -32,7 +36,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_toy_demo(args: argparse.Namespace) -> int:
-    from rlhf_envs.demo import run_demo
+    from rlhf_envs.toy_demo import run_demo
 
     return run_demo(seed=args.seed, episodes=args.episodes)
 
@@ -45,33 +49,33 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands add themselves here)."""
-    parser = argparse.ArgumentParser(prog="rlhf-envs", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="print the registered env ids")
+def _declare_list(sub: Any) -> None:
+    p = sub.add_parser("list", help=SUBCOMMANDS["list"])
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser(
-        "demo", help="PPO on RLHF/Sentiment-v0 with the embedded model, samples before/after, plot"
-    )
+
+def _declare_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help=SUBCOMMANDS["demo"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timesteps", type=int, default=20_000, help="generated tokens to train on")
     p.add_argument("--out", default="runs/demo", help="where the learning curve, logs and checkpoint go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("toy-demo", help="random vs scripted-optimal policy on the toy tasks")
+
+def _declare_toy_demo(sub: Any) -> None:
+    p = sub.add_parser("toy-demo", help=SUBCOMMANDS["toy-demo"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=200)
     p.set_defaults(func=_cmd_toy_demo)
 
+
+def _declare_pretrain(sub: Any) -> None:
     from rlhf_envs.lm.loading import DEFAULT_MODEL_DIR
     from rlhf_envs.lm.pretrain import PretrainConfig
 
     defaults = PretrainConfig()
-    p = sub.add_parser("pretrain", help="rebuild the embedded default language model (seeded, CPU)")
+    p = sub.add_parser("pretrain", help=SUBCOMMANDS["pretrain"])
     p.add_argument(
         "--out", default=str(DEFAULT_MODEL_DIR), help="output directory (default: the package's own)"
     )
@@ -87,19 +91,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_pretrain)
 
+
+def _declare_train(sub: Any) -> None:
     from agents.cli_train import add_train_parser
 
     add_train_parser(sub)
 
+
+def _declare_rlhf(sub: Any) -> None:
     from agents.rlhf import add_rlhf_parser
 
     add_rlhf_parser(sub)
+
+
+#: every subcommand's one-line help, in the order ``--help`` lists them
+SUBCOMMANDS: dict[str, str] = {
+    "list": "print the registered env ids",
+    "demo": "PPO on RLHF/Sentiment-v0 with the embedded model, samples before/after, plot",
+    "toy-demo": "random vs scripted-optimal policy on the toy tasks",
+    "pretrain": "rebuild the embedded default language model (seeded, CPU)",
+    "train": "train a custom agent (ppo, reinforce, a2c) or an SB3 baseline (sb3-ppo, ...) on an env id",
+    "rlhf": "the RLHF loop on the embedded model: simulated human -> reward model -> PPO, per round",
+}
+#: the function that declares each subcommand's arguments (and may import its module to do so)
+_DECLARE: dict[str, Callable[[Any], None]] = {
+    "list": _declare_list,
+    "demo": _declare_demo,
+    "toy-demo": _declare_toy_demo,
+    "pretrain": _declare_pretrain,
+    "train": _declare_train,
+    "rlhf": _declare_rlhf,
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser.
+
+    With ``command``, only that subcommand's arguments are declared (none if it names no
+    subcommand); the others are listed by name and help only, so nothing of theirs is imported
+    (``rlhf-envs list`` imports neither torch nor :mod:`agents`). Without it, every subcommand is
+    declared in full, which imports all their modules (for tests and documentation).
+    """
+    parser = argparse.ArgumentParser(prog="rlhf-envs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in SUBCOMMANDS.items():
+        if command is None or name == command:
+            _DECLARE[name](sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the top-level parser has no options but ``-h``)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlhf-envs`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    args = build_parser(command if command in SUBCOMMANDS else "").parse_args(argv)
     return int(args.func(args) or 0)
 
 

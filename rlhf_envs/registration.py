@@ -1,4 +1,4 @@
-"""Env ids: registered with gymnasium when ``rlhf_envs`` is imported.
+"""Env ids: every one is registered here, and only here, when ``rlhf_envs`` is imported.
 
 Each id is a task name plus default task parameters, with a single-env ``entry_point`` and a
 natively batched ``vector_entry_point``. No ``max_episode_steps``: the envs truncate themselves at
@@ -17,19 +17,28 @@ NAMESPACE = "RLHF"
 
 @dataclass(frozen=True)
 class EnvEntry:
-    """One registered id: its task and the task's default parameters."""
+    """One registered id: its task, the task's default parameters and its kind.
+
+    ``kind`` is ``"toy"`` (tiny character vocabulary, no language model) or ``"language"`` (a
+    causal language model writes the text).
+    """
 
     id: str
     task: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    kind: str = "language"
 
 
 ENTRIES: list[EnvEntry] = [
-    EnvEntry(f"{NAMESPACE}/Copy-v0", "copy", description="repeat a 2-6 letter string"),
-    EnvEntry(f"{NAMESPACE}/Reverse-v0", "reverse", description="write a 2-6 letter string backwards"),
-    EnvEntry(f"{NAMESPACE}/Sort-v0", "sort", description="sort 2-6 digits"),
-    EnvEntry(f"{NAMESPACE}/Addition-v0", "addition", description="add two numbers of up to 2 digits"),
+    EnvEntry(f"{NAMESPACE}/Copy-v0", "copy", description="repeat a 2-6 letter string", kind="toy"),
+    EnvEntry(
+        f"{NAMESPACE}/Reverse-v0", "reverse", description="write a 2-6 letter string backwards", kind="toy"
+    ),
+    EnvEntry(f"{NAMESPACE}/Sort-v0", "sort", description="sort 2-6 digits", kind="toy"),
+    EnvEntry(
+        f"{NAMESPACE}/Addition-v0", "addition", description="add two numbers of up to 2 digits", kind="toy"
+    ),
     EnvEntry(
         f"{NAMESPACE}/Sentiment-v0",
         "sentiment",
@@ -43,6 +52,10 @@ ENTRIES: list[EnvEntry] = [
         description="sentiment judged by a reward model fitted from a simulated human; gold in info",
     ),
 ]
+
+
+#: the toy-task ids (character vocabulary, no language model)
+TOY_IDS: list[str] = [e.id for e in ENTRIES if e.kind == "toy"]
 
 
 def register_envs() -> None:

@@ -23,6 +23,31 @@ def test_cli_list_prints_every_env() -> None:
     assert run_cli("list").split() == rlhf_envs.list_envs()
 
 
+def _modules_after(code: str) -> set[str]:
+    """The top-level names in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    probe = code + "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+    return set(out.stdout.splitlines()[-1].split())
+
+
+def test_cli_list_and_help_import_no_torch_and_no_agents() -> None:
+    """Only the subcommand that runs imports its module: listing ids must stay cheap."""
+    for code in (
+        "from rlhf_envs.cli import main; main(['list'])",
+        "from rlhf_envs.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+        "from rlhf_envs.cli import build_parser; build_parser('toy-demo').parse_args(['toy-demo'])",
+    ):
+        loaded = _modules_after(code)
+        assert "rlhf_envs" in loaded, code
+        assert not loaded & {"torch", "transformers", "agents", "benchmarks", "stable_baselines3"}, code
+    # the probe can fail: a subcommand that does need the agent stack shows up
+    assert {"agents", "torch"} <= _modules_after(
+        "from rlhf_envs.cli import build_parser; build_parser('train')"
+    )
+
+
 def test_cli_toy_demo_runs() -> None:
     out = run_cli("toy-demo", "--episodes", "20")
     assert "RLHF/Copy-v0" in out and "optimal  mean reward 1.000" in out

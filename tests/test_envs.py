@@ -306,7 +306,7 @@ TOY_IDS = ["RLHF/Copy-v0", "RLHF/Reverse-v0", "RLHF/Sort-v0", "RLHF/Addition-v0"
 
 @pytest.mark.parametrize("env_id", TOY_IDS)
 def test_toy_random_low_optimal_max(env_id: str) -> None:
-    from rlhf_envs.demo import play
+    from rlhf_envs.toy_demo import play
 
     env = gym.make(env_id, render_mode="ansi")
     rand_mean, rand_success, _ = play(env, "random", 300, seed=0)

@@ -8,9 +8,9 @@ import pytest
 
 from rlhf_envs.feedback import Episode  # noqa: E402
 from rlhf_envs.feedback.learned import RewardModel  # noqa: E402
-from rlhf_envs.feedback.preference_task import ENV_ID  # noqa: E402
+from rlhf_envs.feedback.review_fixtures import tiny_gpt2_config, word_tokenizer  # noqa: E402
 from rlhf_envs.feedback.scripted import Sentiment  # noqa: E402
-from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer  # noqa: E402
+from rlhf_envs.tasks.simulated_human import ENV_ID  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,28 @@ def test_proxy_is_fitted_from_the_simulated_human(tmp_path, monkeypatch):
     again = gym.make(ENV_ID, n_comparisons=60, fit_epochs=1, ref_logprobs=False, max_new_tokens=8)
     eps = [Episode("I bought this.", " It is great.", (), (), True)]
     assert again.unwrapped.task.proxy.score(eps) == pytest.approx(task.proxy.score(eps))
+
+
+def test_proxy_cache_key_is_unchanged(monkeypatch):
+    """The proxy cache key hashes the same parts, in the same form, as in version 0.1.0 (so a cached
+    proxy is found again and results stay reproducible); only fields set away from the defaults add
+    parts."""
+    import hashlib
+
+    from rlhf_envs.tasks.simulated_human import SimulatedHumanTask
+
+    monkeypatch.setattr(
+        SimulatedHumanTask, "_cached_or_fitted", lambda self, cache: RewardModel.__new__(RewardModel)
+    )
+    task = SimulatedHumanTask(ref_logprobs=False)
+    rater = (
+        "RaterConfig(beta=None, gamma=1.0, epsilon=0.1, skip=None, equal=0.0, length_bias=0.0, "
+        "position_bias=0.0, label_noise=0.0, keyword_bias=0.0, keywords=('thanks', 'thank', 'please', "
+        "'friend', 'kindly', 'great question', 'wonderful question'), likert_cuts=(-0.6, -0.2, 0.2, 0.6), "
+        "gold=None, name='Mistake')"
+    )
+    parts = [task.model_path, rater, 500, 3, 0.0003, 0, 24, 32, "built-in prompts", 400]
+    assert task.proxy_cache_key() == hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    fluent = SimulatedHumanTask(ref_logprobs=False, gold="fluent_vader", n_members=3)
+    parts += [("n_members", 3), ("gold", "fluent_vader")]
+    assert fluent.proxy_cache_key() == hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

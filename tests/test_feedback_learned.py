@@ -13,7 +13,7 @@ import torch
 from rlhf_envs.errors import ConfigError, FeedbackError
 from rlhf_envs.feedback import Episode, FeedbackModel, score_episodes
 from rlhf_envs.feedback.learned import RewardModel, bradley_terry_loss, plackett_luce_loss
-from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer
+from rlhf_envs.feedback.review_fixtures import tiny_gpt2_config, word_tokenizer
 
 choix = pytest.importorskip("choix")
 
@@ -221,9 +221,9 @@ def test_oracle_comparisons_give_a_reward_model_that_ranks_by_gold_utility():
     """
     from scipy.stats import spearmanr
 
+    from rlhf_envs.feedback.review_fixtures import ReviewGenerator
     from rlhf_envs.feedback.scripted import Sentiment
     from rlhf_envs.feedback.simulated import SimulatedHuman
-    from rlhf_envs.feedback.synthetic import ReviewGenerator
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -19,6 +19,7 @@ from rlhf_envs.feedback.scripted import (
     KeywordCoverage,
     RegexMatch,
     Sentiment,
+    StopAtWordCount,
     TargetLength,
     TargetMatch,
     WeightedSum,
@@ -62,6 +63,23 @@ def test_target_length_linear_falloff():
     assert TargetLength(unit="chars").score([ep("abc", target_length=3)])[0] == 1.0
     with pytest.raises(ConfigError):
         TargetLength(0)
+
+
+def test_stop_at_word_count_pays_only_with_eos():
+    def done(text: str, terminated: bool, target: int) -> Episode:
+        return Episode("p:", text, (1,), (2, 3), terminated, {"target_words": target})
+
+    rule = StopAtWordCount()
+    scores = rule.score([done("a b c d", True, 4), done("a b", True, 4), done("a b c d", False, 4)])
+    np.testing.assert_allclose(scores, [1.0, 0.5, 0.0])
+    assert rule.score([done("a b c d e f g h i", True, 4)])[0] == 0.0
+    # where it stopped, it agrees with TargetLength in words
+    texts = ["a", "a b c", "a b c d e f"]
+    np.testing.assert_array_equal(
+        rule.score([done(t, True, 3) for t in texts]), TargetLength(3).score([ep(t) for t in texts])
+    )
+    with pytest.raises(FeedbackError, match="target_words"):
+        rule.score([Episode("p:", "a", (1,), (2,), True, {})])
 
 
 def test_distinct_n_measures_repetition():

@@ -54,9 +54,13 @@ def better(ua, ub) -> np.ndarray:
 
 def test_presets_match_b_pref():
     assert list(PRESETS) == ["Oracle", "Stoc", "Mistake", "Skip", "Myopic", "Equal"]
-    assert PRESETS["Stoc"].beta == 1.0 and PRESETS["Mistake"].epsilon == 0.1
-    assert PRESETS["Skip"].skip == 0.1 and PRESETS["Myopic"].gamma == 0.9 and PRESETS["Equal"].equal == 0.1
-    assert preset("oracle").beta is None
+    assert PRESETS["Stoc"].rationality == 1.0 and PRESETS["Mistake"].mistake_rate == 0.1
+    assert (
+        PRESETS["Skip"].skip == 0.1
+        and PRESETS["Myopic"].myopia_discount == 0.9
+        and PRESETS["Equal"].equal == 0.1
+    )
+    assert preset("oracle").rationality is None
     with pytest.raises(ConfigError, match="unknown rater preset 'Perfect'.*Oracle, Stoc"):
         SimulatedHuman(MetaUtility(), "Perfect")
 
@@ -70,7 +74,7 @@ def test_oracle_is_always_right():
 @pytest.mark.parametrize("eps", [0.1, 0.3])
 def test_mistake_rate_within_two_points_of_epsilon(eps):
     a, b, ua, ub = pairs(np.random.default_rng(1))
-    labels = SimulatedHuman(MetaUtility(), RaterConfig(epsilon=eps), seed=3).compare(a, b).labels
+    labels = SimulatedHuman(MetaUtility(), RaterConfig(mistake_rate=eps), seed=3).compare(a, b).labels
     observed = np.mean(labels != better(ua, ub))
     assert abs(observed - eps) < 0.02, observed
 
@@ -82,14 +86,14 @@ def test_boltzmann_choice_follows_the_logistic_curve():
     b = [ep(0.0, "b", i) for i in range(N)]
     for beta in (0.5, 2.0, 6.0):
         labels = (
-            SimulatedHuman(MetaUtility(), RaterConfig(beta=beta), seed=int(rng.integers(100)))
+            SimulatedHuman(MetaUtility(), RaterConfig(rationality=beta), seed=int(rng.integers(100)))
             .compare(a, b)
             .labels
         )
         expected = 1 / (1 + math.exp(-beta * d))
         assert abs(np.mean(labels == Label.A) - expected) < 0.02, (beta, np.mean(labels == Label.A))
     # scale divides utilities: beta 2 at scale 2 is beta 1 at scale 1
-    labels = SimulatedHuman(MetaUtility(), RaterConfig(beta=2.0), scale=2.0).compare(a, b).labels
+    labels = SimulatedHuman(MetaUtility(), RaterConfig(rationality=2.0), scale=2.0).compare(a, b).labels
     assert abs(np.mean(labels == Label.A) - 1 / (1 + math.exp(-0.5))) < 0.02
 
 
@@ -98,7 +102,7 @@ def test_skip_and_equal_thresholds_are_exact():
     skip = SimulatedHuman(MetaUtility(), "Skip").compare(a, b).labels
     np.testing.assert_array_equal(skip == Label.SKIP, np.maximum(ua, ub) < 0.1)
     assert 0.2 < np.mean(skip == Label.SKIP) < 0.4
-    equal = SimulatedHuman(MetaUtility(), preset("Equal", epsilon=0.5), seed=1).compare(a, b).labels
+    equal = SimulatedHuman(MetaUtility(), preset("Equal", mistake_rate=0.5), seed=1).compare(a, b).labels
     # ties exactly where |dU| < 0.1, even with mistakes switched on (equal is applied last)
     np.testing.assert_array_equal(equal == Label.TIE, np.abs(ua - ub) < 0.1)
 
@@ -144,9 +148,11 @@ def test_alpacafarm_label_replacement_flips_p():
 def test_keyword_flattery_bias_shifts_the_choice():
     a = [ep(0.0, "good thanks friend", i) for i in range(N)]  # two flattery words
     b = [ep(0.0, "good", i) for i in range(N)]
-    plain = SimulatedHuman(MetaUtility(), RaterConfig(beta=1.0), seed=8).compare(a, b).labels
+    plain = SimulatedHuman(MetaUtility(), RaterConfig(rationality=1.0), seed=8).compare(a, b).labels
     biased = (
-        SimulatedHuman(MetaUtility(), RaterConfig(beta=1.0, keyword_bias=0.5), seed=8).compare(a, b).labels
+        SimulatedHuman(MetaUtility(), RaterConfig(rationality=1.0, keyword_bias=0.5), seed=8)
+        .compare(a, b)
+        .labels
     )
     assert abs(np.mean(plain == Label.A) - 0.5) < 0.02
     assert abs(np.mean(biased == Label.A) - 1 / (1 + math.exp(-1.0))) < 0.02
@@ -178,7 +184,7 @@ def test_likert_ratings():
     # ordered logit: P(rating > k) = sigmoid(beta * (u - c_k))
     beta, u = 3.0, 0.1
     r = (
-        SimulatedHuman(MetaUtility(), RaterConfig(beta=beta), seed=2)
+        SimulatedHuman(MetaUtility(), RaterConfig(rationality=beta), seed=2)
         .rate([ep(u, "x", i) for i in range(N)])
         .ratings
     )
@@ -225,7 +231,7 @@ def test_costs_and_budget_refusal():
 
 
 def test_reproducible_and_independent_of_batching():
-    cfg = RaterConfig(beta=2.0, epsilon=0.1, label_noise=0.1, position_bias=0.1)
+    cfg = RaterConfig(rationality=2.0, mistake_rate=0.1, label_noise=0.1, position_bias=0.1)
     a, b, _, _ = pairs(np.random.default_rng(10), 400)
     whole = SimulatedHuman(MetaUtility(), cfg, seed=5).compare(a, b).labels
     h = SimulatedHuman(MetaUtility(), cfg, seed=5)
@@ -234,8 +240,8 @@ def test_reproducible_and_independent_of_batching():
     assert not np.array_equal(whole, SimulatedHuman(MetaUtility(), cfg, seed=6).compare(a, b).labels)
     # score(): noise comes from Episode.seed, so order and batching do not matter
     eps = [ep(u, "x", i) for i, u in enumerate(np.linspace(-1, 1, 200))]
-    s1 = SimulatedHuman(MetaUtility(), RaterConfig(beta=2.0), seed=1).score(eps)
-    s2 = SimulatedHuman(MetaUtility(), RaterConfig(beta=2.0), seed=1).score(eps[::-1])[::-1]
+    s1 = SimulatedHuman(MetaUtility(), RaterConfig(rationality=2.0), seed=1).score(eps)
+    s2 = SimulatedHuman(MetaUtility(), RaterConfig(rationality=2.0), seed=1).score(eps[::-1])[::-1]
     np.testing.assert_array_equal(s1, s2)
     assert s1.dtype == np.float32 and set(np.unique(s1)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
 
@@ -249,7 +255,37 @@ def test_bad_input_is_an_error():
     nan_gold = FunctionFeedback(lambda e: math.nan)
     with pytest.raises(FeedbackError, match="episode 0"):
         SimulatedHuman(nan_gold).compare([ep(0.0)], [ep(1.0)])
-    with pytest.raises(ConfigError, match="epsilon"):
-        RaterConfig(epsilon=1.5)
+    with pytest.raises(ConfigError, match="mistake_rate"):
+        RaterConfig(mistake_rate=1.5)
     with pytest.raises(ConfigError, match="gold"):
         SimulatedHuman(object())
+
+
+def test_former_rater_field_names_warn_and_map_to_the_new_ones():
+    """beta/gamma/epsilon became rationality/myopia_discount/mistake_rate; old code keeps working."""
+    with pytest.warns(DeprecationWarning) as caught:
+        old = RaterConfig(beta=2.0, gamma=0.9, epsilon=0.1)
+    messages = " ".join(str(w.message) for w in caught)
+    assert len(caught) == 3 and all(n in messages for n in ("rationality", "myopia_discount", "mistake_rate"))
+    assert old == RaterConfig(rationality=2.0, myopia_discount=0.9, mistake_rate=0.1)
+    with pytest.warns(DeprecationWarning, match="mistake_rate"):
+        assert preset("Stoc", epsilon=0.2).mistake_rate == 0.2
+    with pytest.warns(DeprecationWarning, match="myopia_discount"):
+        assert PRESETS["Myopic"].gamma == 0.9
+    with pytest.raises(ConfigError, match="give only rationality"):
+        RaterConfig(beta=1.0, rationality=2.0)
+
+
+def test_cache_repr_keeps_the_former_field_names():
+    """Cache keys hash cache_repr(): the 0.1.0 repr, so renaming fields kept cached proxies valid."""
+    cfg = preset("Mistake", length_bias=0.3)
+    want = (
+        "RaterConfig(beta=None, gamma=1.0, epsilon=0.1, skip=None, equal=0.0, length_bias=0.3, "
+        "position_bias=0.0, label_noise=0.0, keyword_bias=0.0, keywords=('thanks', 'thank', 'please', "
+        "'friend', 'kindly', 'great question', 'wonderful question'), likert_cuts=(-0.6, -0.2, 0.2, 0.6), "
+        "gold=None, name='Mistake')"
+    )
+    assert cfg.cache_repr() == want
+    assert repr(cfg) == want.replace("beta=", "rationality=").replace("gamma=", "myopia_discount=").replace(
+        "epsilon=", "mistake_rate="
+    )

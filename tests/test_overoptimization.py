@@ -109,7 +109,7 @@ class TokenValue:
 def tiny():
     from transformers import GPT2LMHeadModel
 
-    from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer
+    from rlhf_envs.feedback.review_fixtures import tiny_gpt2_config, word_tokenizer
 
     tok = word_tokenizer()
     torch.manual_seed(0)
@@ -166,9 +166,10 @@ def test_env_passes_aggregate_and_the_fluent_gold(tmp_path):
     import gymnasium as gym
 
     from rlhf_envs.feedback import Episode
+    from rlhf_envs.feedback.fluency import FluentSentiment
     from rlhf_envs.feedback.learned import RewardModel
-    from rlhf_envs.feedback.preference_task import ENV_ID, FluentSentiment
-    from rlhf_envs.feedback.synthetic import tiny_gpt2_config, word_tokenizer
+    from rlhf_envs.feedback.review_fixtures import tiny_gpt2_config, word_tokenizer
+    from rlhf_envs.tasks.simulated_human import ENV_ID
 
     tok = word_tokenizer()
     rm = RewardModel(tiny_gpt2_config(tok, n_layer=1, n_embd=32), tok, n_members=2, seed=0)

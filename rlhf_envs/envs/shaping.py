@@ -100,13 +100,24 @@ def reset_terms(terms: Sequence[ShapingTerm], idx: np.ndarray, ids: np.ndarray, 
 
 
 def task_terms(task: object) -> list[ShapingTerm]:
-    """Shaping terms a task brings itself (a language task's reference-model ``"kl"`` term).
+    """Shaping terms a task brings: its own ``shaping_terms()`` plus the reference-model ``"kl"`` term.
 
-    A task may define ``shaping_terms() -> list[ShapingTerm]``; it is called once per env, so
-    stateful terms (KV caches) are never shared between envs.
+    A task may define ``shaping_terms() -> list[ShapingTerm]`` and ``reference_model_spec() ->
+    ReferenceModelSpec | None`` (language tasks do the latter). Both are called once per env, so
+    stateful terms (KV caches) are never shared between envs. The env builds the
+    :class:`~rlhf_envs.envs.reference.ReferenceKL` term here: tasks do not import envs.
     """
     make = getattr(task, "shaping_terms", None)
-    return list(make()) if make is not None else []
+    terms = list(make()) if make is not None else []
+    make_spec = getattr(task, "reference_model_spec", None)
+    spec = make_spec() if make_spec is not None else None
+    if spec is not None:
+        from rlhf_envs.envs.reference import ReferenceKL
+
+        terms.append(
+            ReferenceKL(spec.lm, spec.max_length, spec.kl_coef, spec.temperature, loader=spec.loader)
+        )
+    return terms
 
 
 def call_term(

@@ -8,8 +8,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlhf_envs.envs.common import check_action, finish_episodes, observation_space, reset_info_keys
+from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
+from rlhf_envs.envs.spaces import check_action, observation_space
 from rlhf_envs.errors import EpisodeFinishedError, check_known_keys
 from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
 from rlhf_envs.tasks.base import PromptBatch, Task, make_task

@@ -25,8 +25,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlhf_envs.envs.common import finish_episodes, observation_space, reset_info_keys
+from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
+from rlhf_envs.envs.spaces import observation_space
 from rlhf_envs.errors import ConfigError, EpisodeFinishedError, InvalidActionError, check_known_keys
 from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
 from rlhf_envs.tasks.base import Task, make_task

@@ -4,8 +4,9 @@
 feedback model sees. Kinds live in submodules (imported on demand, so rules do not pull in torch):
 ``scripted`` (rules and their combinations), ``learned`` (``RewardModel``: reward models fitted from
 ratings, preferences or rankings) and ``simulated`` (``SimulatedHuman``: a hidden gold utility seen
-through a noisy, biased, budgeted rater). ``synthetic`` generates seeded test text;
-``preference_task`` defines ``RLHF/SimulatedHuman-v0``.
+through a noisy, biased, budgeted rater), ``fluency`` (rewards gated by fluency under a frozen
+language model: the keyword task's reward, the fluent-sentiment gold). ``review_fixtures``
+generates seeded reviews (and a word tokenizer, a tiny GPT-2 config) for tests and benchmarks. Feedback never imports tasks or envs: a task picks its feedback, not the reverse.
 """
 
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, FeedbackModel, score_episodes, validate_scores

@@ -4,9 +4,10 @@ Each class is a :class:`~rlhf_envs.feedback.FeedbackModel`: ``score(episodes)`` 
 per episode, exactly and reproducibly:
 
 * :class:`Sentiment` (VADER compound score), :class:`KeywordCoverage`, :class:`TargetLength`,
-  :class:`DistinctN` (repetition), :class:`RegexMatch` (format), :class:`BLEU` and :class:`ROUGE`
-  (reference overlap through sacrebleu and rouge-score), :class:`FunctionFeedback` (a user
-  function, its answers checked);
+  :class:`StopAtWordCount` (a target length that only counts with EOS), :class:`DistinctN`
+  (repetition), :class:`RegexMatch` (format), :class:`BLEU` and :class:`ROUGE` (reference overlap
+  through sacrebleu and rouge-score), :class:`FunctionFeedback` (a user function, its answers
+  checked);
 * combinations: :class:`WeightedSum` (weighted composite) and :class:`HardConstraints` (rules that
   must hold: a violation costs a fixed penalty whatever else the text earns).
 
@@ -173,6 +174,25 @@ class TargetLength:
             target = int(_from_metadata(ep, "target_length", self.target, "TargetLength"))
             gap = max(0, abs(self.length(ep) - target) - self.tolerance)
             out[i] = 1.0 - min(1.0, gap / target)
+        return out
+
+
+class StopAtWordCount:
+    """Write ``N`` words, then stop: ``max(0, 1 - |n - N| / N)`` if the completion ended with EOS, else 0.
+
+    ``n`` is the number of whitespace-separated words of the completion and ``N`` is
+    ``metadata["target_words"]`` (the reward of ``RLHF/Length-v0``). The closeness term is
+    :class:`TargetLength`'s in words; the difference is the stop: running out of tokens without EOS
+    earns nothing, since the task is to *end* at the right length.
+    """
+
+    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
+        out = np.zeros(len(episodes), dtype=np.float32)
+        for i, ep in enumerate(episodes):
+            if ep.terminated:
+                n = len(ep.completion.split())
+                target = int(_from_metadata(ep, "target_words", None, "StopAtWordCount"))
+                out[i] = max(0.0, 1.0 - abs(n - target) / target)
         return out
 
 

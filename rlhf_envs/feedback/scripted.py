@@ -75,6 +75,7 @@ from rlhf_envs.feedback.rules import (  # noqa: E402
     KeywordCoverage,
     RegexMatch,
     Sentiment,
+    StopAtWordCount,
     TargetLength,
     WeightedSum,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "KeywordCoverage",
     "RegexMatch",
     "Sentiment",
+    "StopAtWordCount",
     "TargetLength",
     "TargetMatch",
     "WeightedSum",

@@ -9,9 +9,10 @@ Pairwise answers (:meth:`SimulatedHuman.compare`) pass through, in this order:
 1. B-Pref's teacher (Lee et al. 2021), in B-Pref's order:
    *skip* (both utilities below ``skip * scale``: no label), *equal* (``|U_A - U_B| < equal * scale``:
    a tie, applied last so nothing overrides it), *myopia* (token ``t`` of an ``H``-token completion
-   weighted ``gamma**(H-1-t)``; per-token rewards are the gold's increments over word prefixes),
-   *Boltzmann choice* (``P(A) = sigmoid(beta * (U_A - U_B) / scale)``, logit clipped at 50;
-   ``beta=None`` is a perfectly rational oracle, which answers an exact tie with "tie"), *mistake* (flip with probability ``epsilon``);
+   weighted ``myopia_discount**(H-1-t)``; per-token rewards are the gold's increments over word
+   prefixes), *Boltzmann choice* (``P(A) = sigmoid(rationality * (U_A - U_B) / scale)``, logit
+   clipped at 50; ``rationality=None`` is a perfectly rational oracle, which answers an exact tie
+   with "tie"), *mistake* (flip with probability ``mistake_rate``);
 2. a *length bias*: with probability ``length_bias`` the longer text (in words) wins, whatever
    its utility (AlpacaFarm's humans preferred the longer output 63.6% of the time);
 3. a *position bias*: the two texts are shown in a random order (recorded in ``shown_first``) and
@@ -38,9 +39,11 @@ through :meth:`SimulatedHuman.request_comparisons` / :meth:`SimulatedHuman.colle
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -69,10 +72,11 @@ class RaterConfig:
     """How one rater turns utilities into answers (all fields default to a perfect oracle).
 
     Attributes:
-        beta: Boltzmann rationality (inverse temperature) on utilities divided by the human's
-            ``scale``; ``None`` = deterministic (perfectly rational).
-        gamma: myopia discount over the completion's tokens (1 = none).
-        epsilon: probability of a mistake (the label is flipped).
+        rationality: Boltzmann rationality (B-Pref's beta, an inverse temperature) on utilities
+            divided by the human's ``scale``; ``None`` = deterministic (perfectly rational).
+        myopia_discount: B-Pref's gamma: token ``t`` of ``H`` counts ``myopia_discount**(H-1-t)``
+            (1 = no myopia).
+        mistake_rate: B-Pref's epsilon: probability of a mistake (the label is flipped).
         skip: skip a query when both utilities are below ``skip * scale`` (``None`` = never).
         equal: answer "tie" when ``|U_A - U_B| < equal * scale``.
         length_bias: probability the longer text wins regardless of utility.
@@ -83,11 +87,16 @@ class RaterConfig:
         likert_cuts: the four utility cut points (in units of ``scale``) between ratings 1..5.
         gold: this rater's own utility (``None`` = the human's shared gold utility).
         name: shown in reports.
+
+    The first three fields were called ``beta``, ``gamma`` and ``epsilon`` (B-Pref's symbols) up to
+    version 0.1.0, names that clash with the RL discount and the KL coefficient. The old keywords
+    and attributes still work and warn (:data:`FORMER_FIELD_NAMES`); cache keys are computed from
+    :meth:`cache_repr`, which keeps the old names, so cached proxies stay valid.
     """
 
-    beta: float | None = None
-    gamma: float = 1.0
-    epsilon: float = 0.0
+    rationality: float | None = None
+    myopia_discount: float = 1.0
+    mistake_rate: float = 0.0
     skip: float | None = None
     equal: float = 0.0
     length_bias: float = 0.0
@@ -104,13 +113,12 @@ class RaterConfig:
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= hi:
                 raise ConfigError(f"RaterConfig.{n} must be a number in [0, {hi}], got {v!r}")
 
-        if self.beta is not None and (
-            isinstance(self.beta, bool) or not isinstance(self.beta, int | float) or not self.beta > 0
-        ):
-            raise ConfigError(f"RaterConfig.beta must be None (oracle) or a number > 0, got {self.beta!r}")
-        if not (isinstance(self.gamma, int | float) and 0.0 < self.gamma <= 1.0):
-            raise ConfigError(f"RaterConfig.gamma must be in (0, 1], got {self.gamma!r}")
-        prob("epsilon", self.epsilon)
+        r = self.rationality
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int | float) or not r > 0):
+            raise ConfigError(f"RaterConfig.rationality must be None (oracle) or a number > 0, got {r!r}")
+        if not (isinstance(self.myopia_discount, int | float) and 0.0 < self.myopia_discount <= 1.0):
+            raise ConfigError(f"RaterConfig.myopia_discount must be in (0, 1], got {self.myopia_discount!r}")
+        prob("mistake_rate", self.mistake_rate)
         prob("length_bias", self.length_bias)
         prob("position_bias", self.position_bias)
         prob("label_noise", self.label_noise, 0.5)
@@ -128,14 +136,79 @@ class RaterConfig:
         if self.gold is not None and not hasattr(self.gold, "score"):
             raise ConfigError(f"RaterConfig.gold must be a feedback model or None, got {self.gold!r}")
 
+    def cache_repr(self) -> str:
+        """The dataclass repr under the field names of version 0.1.0 (``beta``, ``gamma``,
+        ``epsilon``): what cache keys hash, so renaming the fields invalidated no cached proxy."""
+        former = {new: old for old, new in FORMER_FIELD_NAMES.items()}
+        body = ", ".join(
+            f"{former.get(f.name, f.name)}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.repr
+        )
+        return f"{type(self).__qualname__}({body})"
+
+    @property
+    def beta(self) -> float | None:
+        """Deprecated: :attr:`rationality`."""
+        _warn_former_name("beta")
+        return self.rationality
+
+    @property
+    def gamma(self) -> float:
+        """Deprecated: :attr:`myopia_discount`."""
+        _warn_former_name("gamma")
+        return self.myopia_discount
+
+    @property
+    def epsilon(self) -> float:
+        """Deprecated: :attr:`mistake_rate`."""
+        _warn_former_name("epsilon")
+        return self.mistake_rate
+
+
+#: RaterConfig fields renamed after version 0.1.0: former name -> current name
+FORMER_FIELD_NAMES: dict[str, str] = {
+    "beta": "rationality",
+    "gamma": "myopia_discount",
+    "epsilon": "mistake_rate",
+}
+
+
+def _warn_former_name(old: str, stacklevel: int = 3) -> None:
+    warnings.warn(
+        f"RaterConfig.{old} is now RaterConfig.{FORMER_FIELD_NAMES[old]} (B-Pref's symbols clashed with the RL "
+        "discount and the KL coefficient); the old name will be removed",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _accept_former_names(init: Any) -> Any:
+    """Wrap the dataclass ``__init__`` so the former keywords map to the new fields, with a warning."""
+
+    @functools.wraps(init)
+    def __init__(self: RaterConfig, *args: Any, **kwargs: Any) -> None:
+        for old, new in FORMER_FIELD_NAMES.items():
+            if old in kwargs:
+                if new in kwargs:
+                    raise ConfigError(f"RaterConfig: {old}= is the former name of {new}=; give only {new}=")
+                _warn_former_name(old)
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+RaterConfig.__init__ = _accept_former_names(RaterConfig.__init__)  # type: ignore[method-assign]
+
 
 #: B-Pref's teachers (Lee et al. 2021), with its parameter values.
 PRESETS: dict[str, RaterConfig] = {
     "Oracle": RaterConfig(name="Oracle"),
-    "Stoc": RaterConfig(beta=1.0, name="Stoc"),
-    "Mistake": RaterConfig(epsilon=0.1, name="Mistake"),
+    "Stoc": RaterConfig(rationality=1.0, name="Stoc"),
+    "Mistake": RaterConfig(mistake_rate=0.1, name="Mistake"),
     "Skip": RaterConfig(skip=0.1, name="Skip"),
-    "Myopic": RaterConfig(gamma=0.9, name="Myopic"),
+    "Myopic": RaterConfig(myopia_discount=0.9, name="Myopic"),
     "Equal": RaterConfig(equal=0.1, name="Equal"),
 }
 
@@ -146,20 +219,26 @@ def preset(name: str, **overrides: Any) -> RaterConfig:
     lookup = {k.lower(): v for k, v in PRESETS.items()}
     if not isinstance(name, str) or name.lower() not in lookup:
         raise ConfigError(f"unknown rater preset {name!r}; known presets: {', '.join(PRESETS)}")
+    for old in set(overrides) & set(FORMER_FIELD_NAMES):
+        new = FORMER_FIELD_NAMES[old]
+        if new in overrides:
+            raise ConfigError(f"preset: {old}= is the former name of {new}=; give only {new}=")
+        _warn_former_name(old, stacklevel=2)
+        overrides[new] = overrides.pop(old)
     return dataclasses.replace(lookup[name.lower()], **overrides)
 
 
 def alpacafarm_pool(n: int = 13, label_noise: float = 0.25, seed: int = 0) -> list[RaterConfig]:
     """A pool of ``n`` raters that disagree, in the spirit of AlpacaFarm's simulated annotators.
 
-    Each rater gets its own rationality (beta log-uniform in [1, 20]), length bias (uniform in
+    Each rater gets its own rationality (log-uniform in [1, 20]), length bias (uniform in
     [0, 0.3]) and position bias (uniform in [0, 0.15]); all share AlpacaFarm's label replacement
     ``p`` (0.25 by default).
     """
     rng = np.random.default_rng([seed, 13])
     return [
         RaterConfig(
-            beta=float(np.exp(rng.uniform(0.0, np.log(20.0)))),
+            rationality=float(np.exp(rng.uniform(0.0, np.log(20.0)))),
             length_bias=float(rng.uniform(0.0, 0.3)),
             position_bias=float(rng.uniform(0.0, 0.15)),
             label_noise=label_noise,
@@ -183,6 +262,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+#: domain tags of the three random streams (their values are part of every recorded answer)
+STREAM_COMPARE, STREAM_RATE, STREAM_SCORE = 1, 2, 3
 
 
 def _keys(seed: int, values: np.ndarray, domain: int) -> np.ndarray:
@@ -276,7 +359,7 @@ class SimulatedHuman:
             the rater chosen by a seeded hash of its content).
         seed: the seed every random draw derives from.
         scale: the utility unit: thresholds (``skip``, ``equal``, ``likert_cuts``) are multiples of
-            it and ``beta`` acts on utility differences divided by it. Set it to the gold's typical
+            it and ``rationality`` acts on utility differences divided by it. Set it to the gold's typical
             spread (1.0 suits VADER's [-1, 1]).
         cost_per_comparison, cost_per_rating: money per query.
         seconds_per_query, seconds_per_word: rater time per query, plus reading time per word shown.
@@ -357,8 +440,8 @@ class SimulatedHuman:
         """Rater ``r``'s utility: its gold (+ flattery bonus), myopically discounted if asked."""
         cfg = self.raters[r]
         gold = cfg.gold if cfg.gold is not None else self.gold
-        if myopic and cfg.gamma < 1.0:
-            u = np.array([self._myopic(gold, ep, cfg.gamma) for ep in episodes])
+        if myopic and cfg.myopia_discount < 1.0:
+            u = np.array([self._myopic(gold, ep, cfg.myopia_discount) for ep in episodes])
         else:
             u = score_episodes(gold, episodes).astype(np.float64)
         if cfg.keyword_bias and self._kw_patterns[r] is not None:
@@ -367,8 +450,8 @@ class SimulatedHuman:
         return u
 
     @staticmethod
-    def _myopic(gold: FeedbackModel, ep: Episode, gamma: float) -> float:
-        """sum_t gamma**(H-1-t) * r_t with r_t = U(first t+1 words) - U(first t words)."""
+    def _myopic(gold: FeedbackModel, ep: Episode, discount: float) -> float:
+        """sum_t discount**(H-1-t) * r_t with r_t = U(first t+1 words) - U(first t words)."""
         ends = [m.end() for m in re.finditer(r"\S+", ep.completion)]
         if not ends:
             return float(score_episodes(gold, [ep])[0])
@@ -376,7 +459,7 @@ class SimulatedHuman:
         u = score_episodes(gold, prefixes).astype(np.float64)
         r = np.diff(u)
         h = len(r)
-        return float(u[0] + np.sum(gamma ** (h - 1 - np.arange(h)) * r))
+        return float(u[0] + np.sum(discount ** (h - 1 - np.arange(h)) * r))
 
     def _route(self, contents: list[str]) -> np.ndarray:
         if len(self.raters) == 1:
@@ -452,7 +535,7 @@ class SimulatedHuman:
             for x, y in zip(a, b, strict=True)
         ]
         raters = self._route(contents)
-        u = _uniforms(_keys(self.seed, queries, 1), 7)
+        u = _uniforms(_keys(self.seed, queries, STREAM_COMPARE), 7)
         labels = np.empty(n, dtype=np.int8)
         shown = (u[:, 5] < 0.5).astype(np.int8)
         for r in np.unique(raters):
@@ -471,17 +554,17 @@ class SimulatedHuman:
         # 2. equal (decided on the true utilities, applied last)
         equal = np.abs(ua - ub) < cfg.equal * s
         # 3. myopia
-        if cfg.gamma < 1.0:
+        if cfg.myopia_discount < 1.0:
             ua = self._rater_utility(r, a, myopic=True)
             ub = self._rater_utility(r, b, myopic=True)
         # 4. choice
-        if cfg.beta is None:
+        if cfg.rationality is None:
             lab = np.where(ua > ub, Label.A, np.where(ua < ub, Label.B, Label.TIE)).astype(np.int8)
         else:
-            logit = np.clip(cfg.beta * (ua - ub) / s, -LOGIT_CLIP, LOGIT_CLIP)
+            logit = np.clip(cfg.rationality * (ua - ub) / s, -LOGIT_CLIP, LOGIT_CLIP)
             lab = np.where(u[:, 0] < 1.0 / (1.0 + np.exp(-logit)), Label.A, Label.B).astype(np.int8)
         # 5. mistake
-        flip = (u[:, 1] < cfg.epsilon) & (lab != Label.TIE)
+        flip = (u[:, 1] < cfg.mistake_rate) & (lab != Label.TIE)
         lab[flip] = 1 - lab[flip]
         lab[equal] = Label.TIE
         # length bias: the longer text wins
@@ -509,7 +592,7 @@ class SimulatedHuman:
         n = len(eps)
         self._charge("rating", n, eps)
         queries = np.arange(self.ledger.queries - n, self.ledger.queries, dtype=np.int64)
-        return self._answer_ratings(eps, _keys(self.seed, queries, 2), queries)
+        return self._answer_ratings(eps, _keys(self.seed, queries, STREAM_RATE), queries)
 
     def score(self, episodes: Sequence[Episode]) -> np.ndarray:
         """The env interface: each episode's Likert rating as float32, its noise drawn from
@@ -517,9 +600,9 @@ class SimulatedHuman:
         eps = self._check_single(episodes, "score")
         self._charge("rating", len(eps), eps)
         seeds = np.array([ep.seed for ep in eps], dtype=np.int64).astype(np.uint64)
-        return self._answer_ratings(eps, _keys(self.seed, seeds, 3), np.full(len(eps), -1)).ratings.astype(
-            np.float32
-        )
+        return self._answer_ratings(
+            eps, _keys(self.seed, seeds, STREAM_SCORE), np.full(len(eps), -1)
+        ).ratings.astype(np.float32)
 
     @staticmethod
     def _check_single(episodes: Sequence[Episode], what: str) -> list[Episode]:
@@ -542,16 +625,18 @@ class SimulatedHuman:
             cfg = self.raters[int(r)]
             util = self._rater_utility(int(r), [eps[i] for i in idx], myopic=True) / self.scale
             cuts = np.asarray(cfg.likert_cuts)
-            if cfg.beta is None:
+            if cfg.rationality is None:
                 rating = 1 + (util[:, None] > cuts[None, :]).sum(1)
-            else:  # ordered logit: P(rating > k) = sigmoid(beta * (u - c_k)), decreasing in k
+            else:  # ordered logit: P(rating > k) = sigmoid(rationality * (u - c_k)), decreasing in k
                 p_above = 1.0 / (
                     1.0
-                    + np.exp(-np.clip(cfg.beta * (util[:, None] - cuts[None, :]), -LOGIT_CLIP, LOGIT_CLIP))
+                    + np.exp(
+                        -np.clip(cfg.rationality * (util[:, None] - cuts[None, :]), -LOGIT_CLIP, LOGIT_CLIP)
+                    )
                 )
                 rating = 1 + (u[idx, 0:1] < p_above).sum(1)
             uniform_rating = 1 + np.minimum((u[idx, 3] * 5).astype(np.int64), 4)
-            wrong = (u[idx, 1] < cfg.epsilon) | (u[idx, 2] < 2 * cfg.label_noise)
+            wrong = (u[idx, 1] < cfg.mistake_rate) | (u[idx, 2] < 2 * cfg.label_noise)
             out[idx] = np.where(wrong, uniform_rating, rating)
         return Ratings(out, raters, queries)
 

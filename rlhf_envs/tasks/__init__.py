@@ -1,8 +1,31 @@
-"""Tasks: prompt source + feedback model + limits, one per env id."""
+"""Tasks: prompt source + feedback model + limits, one per env id.
 
-from rlhf_envs.tasks import language, toy  # noqa: F401  (registers the toy and language tasks)
-from rlhf_envs.tasks.base import Prompt, Task, make_task, register_task, task_names
+Importing this package registers every task class under its name (``copy``, ``sentiment``,
+``simulated_human``, ...); the env ids that use them are registered in one place,
+:mod:`rlhf_envs.registration`. Look a task class up with :func:`task_class`.
+"""
 
-__all__ = ["Prompt", "Task", "make_task", "register_task", "task_names"]
+from rlhf_envs.tasks import language, simulated_human, toy  # noqa: F401  (register their task classes)
+from rlhf_envs.tasks.base import (
+    Prompt,
+    PromptBatch,
+    ReferenceModelSpec,
+    Task,
+    make_task,
+    register_task,
+    task_class,
+    task_names,
+    task_parameters,
+)
 
-from rlhf_envs.feedback import preference_task  # noqa: E402,F401  (registers the simulated-human task)
+__all__ = [
+    "Prompt",
+    "PromptBatch",
+    "ReferenceModelSpec",
+    "Task",
+    "make_task",
+    "register_task",
+    "task_class",
+    "task_names",
+    "task_parameters",
+]

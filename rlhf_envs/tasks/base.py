@@ -16,6 +16,7 @@ A task implements either
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,30 @@ class PromptBatch:
         return cls(ids, np.array([len(p.ids) for p in prompts], dtype=np.int64), texts, metadata)
 
 
+@dataclass(frozen=True)
+class ReferenceModelSpec:
+    """The frozen reference model a task asks its env to score taken tokens with.
+
+    The env (not the task) turns this into its ``"kl"`` shaping term
+    (:class:`rlhf_envs.envs.reference.ReferenceKL`), one per env, so an env runs a task and a task
+    never imports the env package.
+
+    Attributes:
+        lm: the frozen causal LM (shared; never modified).
+        max_length: longest prefix (prompt + completion) an env holds.
+        kl_coef: coefficient of ``reward_kl = kl_coef * ref_logprob`` (>= 0).
+        temperature: the reference's sampling temperature.
+        loader: picklable zero-argument callable that returns ``lm`` again (a pickled env drops the
+            weights and reloads them through it), or ``None``.
+    """
+
+    lm: Any
+    max_length: int
+    kl_coef: float = 0.0
+    temperature: float = 1.0
+    loader: Callable[[], Any] | None = None
+
+
 class Task:
     """Base class for tasks.
 
@@ -117,6 +142,10 @@ class Task:
         (a target string, keywords) override this to derive it from the text.
         """
         return self._checked_prompt(Prompt(text, tuple(self.tokenizer.encode(text)), {}))
+
+    def reference_model_spec(self) -> ReferenceModelSpec | None:
+        """The frozen reference model the env should report ``ref_logprob`` with (``None``: none)."""
+        return None
 
     def allowed_token_ids(self) -> np.ndarray | None:
         """Ids the task considers sensible outputs (for ``action_mask``); ``None`` = all but pad."""
@@ -167,6 +196,11 @@ def register_task(name: str, cls: type[Task]) -> None:
     _TASKS[name] = cls
 
 
+def task_class(name: str) -> type[Task] | None:
+    """The task class registered as ``name``, or ``None`` if no task has that name."""
+    return _TASKS.get(name) if isinstance(name, str) else None
+
+
 def task_names() -> list[str]:
     """Names of the registered task classes."""
     return sorted(_TASKS)
@@ -189,9 +223,9 @@ def make_task(task: str | Task, **kwargs: Any) -> Task:
                 f"task parameters {sorted(kwargs)} were given with a ready Task instance; set them on the task instead"
             )
         return task
-    if not isinstance(task, str) or task not in _TASKS:
+    cls = task_class(task)
+    if cls is None:
         raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(task_names())}")
-    cls = _TASKS[task]
     allowed = task_parameters(cls)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:

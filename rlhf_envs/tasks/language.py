@@ -33,106 +33,10 @@ import numpy as np
 
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode
+from rlhf_envs.feedback.fluency import FluentKeywordCoverage
+from rlhf_envs.feedback.rules import Sentiment, StopAtWordCount
 from rlhf_envs.lm.corpus import DOMAINS, KEYWORDS, TOPICS, review_openings
-from rlhf_envs.tasks.base import Prompt, Task, check_int_range, register_task
-
-# ---------------------------------------------------------------------------------------------------
-# feedback models
-
-
-class VaderSentiment:
-    """VADER compound sentiment of the completion, in [-1, 1] (``vaderSentiment`` package).
-
-    The completion alone is scored (not the prompt), so only what the policy wrote counts; an empty
-    completion scores 0.
-    """
-
-    def __init__(self) -> None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        self._analyzer = SentimentIntensityAnalyzer()
-
-    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
-        pol = self._analyzer.polarity_scores
-        return np.array([pol(ep.completion)["compound"] for ep in episodes], dtype=np.float32)
-
-
-def _mean_completion_logprob(lm: Any, episodes: Sequence[Episode]) -> np.ndarray:
-    """Mean log-prob per completion token under ``lm`` given the prompt, one sequence at a time.
-
-    One forward per episode keeps each score independent of which other episodes ended in the same
-    step (batched matrix products can differ in the last bits), so the single and the vector env
-    give identical rewards.
-    """
-    from rlhf_envs.lm.loading import token_logprobs
-
-    out = np.zeros(len(episodes), dtype=np.float64)
-    for i, ep in enumerate(episodes):
-        comp = list(ep.completion_ids)
-        if not comp:
-            out[i] = -np.inf
-            continue
-        ids = np.asarray([list(ep.prompt_ids) + comp], dtype=np.int64)
-        lp = token_logprobs(lm, ids).numpy()[0, len(ep.prompt_ids) :]
-        out[i] = float(lp.mean())
-    return out
-
-
-class KeywordCoverage:
-    """Keyword coverage gated by fluency: ``coverage * fluency * diversity`` in [0, 1].
-
-    * ``coverage``: fraction of ``metadata["keywords"]`` that occur in the completion as whole words
-      (case-insensitive);
-    * ``fluency``: ``clip((m - low) / (high - low), 0, 1)`` where ``m`` is the mean log-prob of the
-      completion tokens under the frozen base model given the prompt; text the base model finds
-      natural scores 1, word salad 0;
-    * ``diversity``: ``min(1, 2 * distinct_2)``, with ``distinct_2`` the fraction of distinct word
-      bigrams, so repeating the keywords in a loop does not pay.
-
-    Args:
-        owner: an object whose ``lm`` attribute is the frozen scoring model (the task).
-        low, high: the fluency ramp in nats per token.
-    """
-
-    def __init__(self, owner: Any, low: float = -8.0, high: float = -4.0) -> None:
-        self._owner = owner
-        self.low, self.high = float(low), float(high)
-
-    def parts(self, episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
-        """The three factors per episode (reported in the final ``info``)."""
-        cov = np.zeros(len(episodes))
-        div = np.ones(len(episodes))
-        for i, ep in enumerate(episodes):
-            words = re.findall(r"[a-z']+", ep.completion.lower())
-            kws = [k.lower() for k in ep.metadata["keywords"]]
-            cov[i] = sum(k in words for k in kws) / max(1, len(kws))
-            bigrams = list(zip(words, words[1:], strict=False))
-            if bigrams:
-                div[i] = min(1.0, 2.0 * len(set(bigrams)) / len(bigrams))
-        m = _mean_completion_logprob(self._owner.lm, episodes)
-        flu = np.clip((m - self.low) / (self.high - self.low), 0.0, 1.0)
-        return {"coverage": cov, "fluency": np.nan_to_num(flu, nan=0.0), "diversity": div}
-
-    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
-        p = self.parts(episodes)
-        return (p["coverage"] * p["fluency"] * p["diversity"]).astype(np.float32)
-
-
-class TargetLength:
-    """Length control: ``max(0, 1 - |n - N| / N)`` if the policy ended with EOS, else 0.
-
-    ``n`` is the number of words of the completion, ``N`` = ``metadata["target_words"]``. Running out
-    of tokens without EOS earns nothing: the task is to *stop* at the right length.
-    """
-
-    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
-        out = np.zeros(len(episodes), dtype=np.float32)
-        for i, ep in enumerate(episodes):
-            if ep.terminated:
-                n, target = len(ep.completion.split()), int(ep.metadata["target_words"])
-                out[i] = max(0.0, 1.0 - abs(n - target) / target)
-        return out
-
+from rlhf_envs.tasks.base import Prompt, ReferenceModelSpec, Task, check_int_range, register_task
 
 # ---------------------------------------------------------------------------------------------------
 # prompt files
@@ -281,16 +185,16 @@ class LanguageTask(Task):
         check_compatible(self.tokenizer, ref, f"{self.name} (reference {self.reference_path!r})")
         return ref
 
-    def shaping_terms(self) -> list:
-        """A fresh reference-KL term (its own KV cache) per env, or none if disabled."""
+    def reference_model_spec(self) -> ReferenceModelSpec | None:
+        """The reference model (and KL coefficient) the env builds its ``"kl"`` term from, or none if
+        ``ref_logprobs`` is off. Called once per env, so each env gets its own KV cache."""
         if not self.ref_logprobs:
-            return []
-        from rlhf_envs.envs.reference import ReferenceKL
+            return None
         from rlhf_envs.lm.loading import load_causal_lm
 
         loader = functools.partial(load_causal_lm, self.reference_path, self.device, self.dtype)
         length = self.max_prompt_tokens + self.max_new_tokens
-        return [ReferenceKL(self.reference_lm(), length, self.kl_coef, self.ref_temperature, loader=loader)]
+        return ReferenceModelSpec(self.reference_lm(), length, self.kl_coef, self.ref_temperature, loader)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -371,8 +275,8 @@ class SentimentTask(LanguageTask):
 
     name = "sentiment"
 
-    def make_feedback(self) -> VaderSentiment:
-        return VaderSentiment()
+    def make_feedback(self) -> Sentiment:
+        return Sentiment()
 
     def default_records(self) -> list[dict[str, Any]]:
         return [{"prompt": t} for t in review_openings(400)]
@@ -394,16 +298,17 @@ class KeywordsTask(LanguageTask):
     """Write a continuation that uses one to three given words, fluently.
 
     The prompt lists the words and starts a sentence: ``"Words: rain, bridge. The river"``. The
-    reward is :class:`KeywordCoverage`: the fraction of the words used, times a fluency factor from
-    the frozen base model's mean log-prob (word salad earns nothing) and a bigram-diversity factor.
+    reward is :class:`~rlhf_envs.feedback.fluency.FluentKeywordCoverage`: the fraction of the words
+    used, times a fluency factor from the frozen base model's mean log-prob (word salad earns
+    nothing) and a bigram-diversity factor.
     Text-file prompt lines are comma-separated words; JSONL records are
     ``{"keywords": ["rain", "bridge"], "prompt": "The river"}`` (``prompt`` optional).
     """
 
     name = "keywords"
 
-    def make_feedback(self) -> KeywordCoverage:
-        return KeywordCoverage(self)
+    def make_feedback(self) -> FluentKeywordCoverage:
+        return FluentKeywordCoverage(self)
 
     def default_records(self) -> list[dict[str, Any]]:
         return [{"keywords": None}]  # words and opening drawn per episode
@@ -434,18 +339,20 @@ class KeywordsTask(LanguageTask):
         return self._prompt(text, {"keywords": tuple(kws)})
 
     def episode_info(self, episode: Episode) -> dict[str, Any]:
-        words = re.findall(r"[a-z']+", episode.completion.lower())
-        kws = [k.lower() for k in episode.metadata["keywords"]]
-        return {"coverage": float(sum(k in words for k in kws) / len(kws))}
+        return {
+            "coverage": float(
+                FluentKeywordCoverage.coverage(episode.completion, episode.metadata["keywords"])
+            )
+        }
 
 
 class LengthTask(LanguageTask):
     """Length control: write exactly the number of words asked for, then stop with EOS.
 
     The prompt states the target and opens a text: ``"(7 words) I bought this phone last year."``.
-    The reward is :class:`TargetLength`: ``1 - |n - N| / N`` (at least 0) when the policy emits EOS,
-    and 0 when it runs out of tokens. Targets are 3 to 12 words (``min_words``/``max_words``).
-    JSONL records: ``{"prompt": "...", "target_words": 7}`` (``target_words`` optional: drawn if absent).
+    The reward is :class:`~rlhf_envs.feedback.rules.StopAtWordCount`: ``1 - |n - N| / N`` (at least
+    0) when the policy emits EOS, and 0 when it runs out of tokens. Targets are 3 to 12 words
+    (``min_words``/``max_words``). JSONL records: ``{"prompt": "...", "target_words": 7}`` (``target_words`` optional: drawn if absent).
     """
 
     name = "length"
@@ -480,8 +387,8 @@ class LengthTask(LanguageTask):
             dtype,
         )
 
-    def make_feedback(self) -> TargetLength:
-        return TargetLength()
+    def make_feedback(self) -> StopAtWordCount:
+        return StopAtWordCount()
 
     def default_records(self) -> list[dict[str, Any]]:
         return [{"prompt": t} for t in review_openings(200, seed=777)]

@@ -1,43 +1,17 @@
-"""Plumbing shared by the single and the vector env: spaces, action checks, finishing episodes."""
+"""Ending episodes: score a batch of finished episodes with one feedback call, and say which task
+facts go into ``info``.
+
+Shared by the single and the vector env: the single env finishes a batch of one, the vector env all
+sub-envs that ended in a step, through the same code, so both give the same rewards.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from gymnasium import spaces
 
-from rlhf_envs.errors import InvalidActionError
 from rlhf_envs.feedback.base import EpisodeBatch, score_episodes
 from rlhf_envs.tasks.base import Task
 from rlhf_envs.tokenization import decode_batch
-
-
-def observation_space(task: Task) -> spaces.Dict:
-    """The Dict observation shared by the single and vector envs."""
-    length = task.max_prompt_tokens + task.max_new_tokens
-    vocab = task.tokenizer.vocab_size
-    return spaces.Dict(
-        {
-            "input_ids": spaces.Box(0, vocab - 1, shape=(length,), dtype=np.int64),
-            "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int8),
-        }
-    )
-
-
-def check_action(action: Any, vocab_size: int) -> int:
-    """Return ``action`` as an int, or raise :class:`InvalidActionError` saying what is allowed."""
-    if isinstance(action, np.ndarray) and action.shape == ():
-        action = action[()]
-    if isinstance(action, bool | np.bool_) or not isinstance(action, int | np.integer):
-        raise InvalidActionError(
-            f"action must be an integer token id in [0, {vocab_size}), got {type(action).__name__} {action!r}"
-        )
-    if not 0 <= action < vocab_size:
-        raise InvalidActionError(
-            f"action {int(action)} is out of range; allowed token ids are [0, {vocab_size})"
-        )
-    return int(action)
 
 
 def finish_episodes(

@@ -1,4 +1,4 @@
-"""A seeded text generator for testing and benchmarking feedback models without a language model.
+"""Fixtures for tests and benchmarks of feedback models: seeded reviews, a word tokenizer, a tiny GPT-2.
 
 Feedback research needs many completions whose gold utility is known and varied. This module builds
 short product/film reviews from a small grammar over a fixed word list (positive, negative and

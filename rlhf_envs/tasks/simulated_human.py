@@ -19,8 +19,8 @@ directory), ``cache`` (True), ``n_members`` (1: the proxy is a bootstrap ensembl
 models when > 1) and ``aggregate`` (``None``: as fitted or saved, ``"mean"`` for a new fit; else
 ``"mean"``, ``"min"`` or ``"mean_minus_std"``: how the members' scores combine into the reward). The
 aggregate only changes scoring, so ensembles that differ only in it share one cached fit. ``gold``
-(``"vader"``, the default, or ``"fluent_vader"``: :class:`FluentSentiment`, VADER gated by fluency under
-the frozen base model, a gold that word salad cannot satisfy).
+(``"vader"``, the default, or ``"fluent_vader"``: :class:`~rlhf_envs.feedback.fluency.FluentSentiment`,
+VADER gated by fluency under the frozen base model, a gold that word salad cannot satisfy).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, score_episodes
+from rlhf_envs.feedback.fluency import FluentSentiment
 from rlhf_envs.feedback.simulated import RaterConfig, SimulatedHuman, preset
 from rlhf_envs.tasks.base import register_task
 from rlhf_envs.tasks.language import SentimentTask
@@ -46,43 +47,6 @@ if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or l
 
 ENV_ID = "RLHF/SimulatedHuman-v0"
 GOLDS = ("vader", "fluent_vader")
-
-
-class FluentSentiment:
-    """A gold utility for "a positive review a person would want to read": ``VADER x fluency``.
-
-    VADER alone is a bag-of-words lexicon: it scores a salad of positive words ("By the end I felt
-    glad felt pleased glad By the end") as highly as a real review, so a policy that over-optimises
-    a proxy into such text still looks good on VADER. A reader would not like it. Here the VADER
-    compound score of the completion is multiplied by ``fluency = clip((m - low) / (high - low), 0,
-    1)``, where ``m`` is the completion's mean log-prob per token under the frozen base model given
-    the prompt (the same gate as the keywords task): the base model's own samples (``m`` about -1)
-    keep their VADER score, incoherent text (``m`` below ``low``) is worth 0.
-
-    Args:
-        owner: an object whose ``lm`` attribute is the frozen scoring model (the task).
-        low, high: the fluency ramp in nats per token.
-    """
-
-    def __init__(self, owner: Any, low: float = -6.0, high: float = -2.5) -> None:
-        from rlhf_envs.tasks.language import VaderSentiment
-
-        if not low < high:
-            raise ConfigError(f"FluentSentiment: low ({low}) must be below high ({high})")
-        self._owner, self.low, self.high = owner, float(low), float(high)
-        self.sentiment = VaderSentiment()
-
-    def parts(self, episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
-        """``sentiment`` (VADER compound) and ``fluency`` (in [0, 1]) per episode."""
-        from rlhf_envs.tasks.language import _mean_completion_logprob
-
-        m = _mean_completion_logprob(self._owner.lm, episodes)
-        flu = np.nan_to_num(np.clip((m - self.low) / (self.high - self.low), 0.0, 1.0), nan=0.0)
-        return {"sentiment": self.sentiment.score(episodes).astype(np.float64), "fluency": flu}
-
-    def score(self, episodes: Sequence[Episode]) -> np.ndarray:
-        p = self.parts(episodes)
-        return (p["sentiment"] * p["fluency"]).astype(np.float32)
 
 
 def cache_root() -> Path:
@@ -194,9 +158,10 @@ class SimulatedHumanTask(SentimentTask):
             self.proxy.aggregate = aggregate
         self.feedback = self.proxy
 
-    def _key(self) -> str:
+    def proxy_cache_key(self) -> str:
+        """The proxy's cache directory name: a hash of everything that determines the fitted proxy."""
         parts = [
-            self.model_path, repr(self.rater), self.n_comparisons, self.fit_epochs, self.fit_lr,
+            self.model_path, self.rater.cache_repr(), self.n_comparisons, self.fit_epochs, self.fit_lr,
             self.proxy_seed, self.max_new_tokens, self.max_prompt_tokens, self._source, len(self.prompts),
         ]  # fmt: skip
         if self.n_members != 1:  # appended only when set, so single-model cache keys are unchanged
@@ -208,21 +173,21 @@ class SimulatedHumanTask(SentimentTask):
     def _cached_or_fitted(self, cache: bool) -> RewardModel:
         from rlhf_envs.feedback.learned import RewardModel
 
-        path = cache_root() / "proxy" / self._key()
+        path = cache_root() / "proxy" / self.proxy_cache_key()
         if cache and (path / "reward_model.json").exists():
             return RewardModel.load(path)
-        rm = self.fit_proxy()
+        proxy = self.fit_proxy()
         if cache:
             # Save next to the final place, then rename: concurrent builders (pytest-xdist workers,
             # subprocess envs) never see a half-written model; the first rename wins.
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-            rm.save(tmp)
+            proxy.save(tmp)
             try:
                 os.rename(tmp, path)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return rm
+        return proxy
 
     def fit_proxy(self) -> RewardModel:
         """Sample completions, ask the simulated human, fit a reward model on the task's model."""
@@ -232,9 +197,9 @@ class SimulatedHumanTask(SentimentTask):
         a, b = eps[0::2], eps[1::2]
         self.human = SimulatedHuman(self.gold, self.rater, seed=self.proxy_seed)
         answers = self.human.compare(a, b)
-        rm = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True, n_members=self.n_members)
-        rm.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
-        return rm
+        proxy = RewardModel(self.model_path, seed=self.proxy_seed, normalize=True, n_members=self.n_members)
+        proxy.fit_preferences(a, b, answers.prob_a(), epochs=self.fit_epochs, lr=self.fit_lr)
+        return proxy
 
     def episode_info(self, episode: Episode) -> dict[str, Any]:
         return {"reward_gold": float(score_episodes(self.gold, [episode])[0])}
@@ -243,18 +208,4 @@ class SimulatedHumanTask(SentimentTask):
         return {"reward_gold": score_episodes(self.gold, batch).astype(np.float64)}
 
 
-def register() -> None:
-    """Register the task and the env id (idempotent)."""
-    import gymnasium as gym
-
-    register_task(SimulatedHumanTask.name, SimulatedHumanTask)
-    if ENV_ID not in gym.registry:
-        gym.register(
-            id=ENV_ID,
-            entry_point="rlhf_envs.envs.text_env:TextGenerationEnv",
-            vector_entry_point="rlhf_envs.envs.vector_env:TextGenerationVectorEnv",
-            kwargs={"task": SimulatedHumanTask.name},
-        )
-
-
-register()
+register_task(SimulatedHumanTask.name, SimulatedHumanTask)  # its env id: rlhf_envs.registration

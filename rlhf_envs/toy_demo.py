@@ -1,18 +1,20 @@
-"""A training-free demo: a random policy against the scripted optimal policy on each toy task.
+"""``rlhf-envs toy-demo``: a random policy against the scripted optimal policy on each toy task.
 
-It shows what the envs are (prompt, completion, reward) and that the reward separates a useless
-policy from a perfect one. ``make demo`` runs it until the custom PPO agent replaces it with a real
-training run.
+It needs no training and no language model: it shows what the envs are (prompt, completion,
+reward) and that the reward separates a useless policy from a perfect one, in seconds. (The PPO
+demo, ``rlhf-envs demo`` / ``make demo``, is :mod:`agents.demo`.)
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import gymnasium as gym
 import numpy as np
 
-import rlhf_envs
+from rlhf_envs.registration import TOY_IDS, register_envs
 
-TOY_IDS = ["RLHF/Copy-v0", "RLHF/Reverse-v0", "RLHF/Sort-v0", "RLHF/Addition-v0"]
+__all__ = ["TOY_IDS", "play", "run_demo"]
 
 
 def play(env: gym.Env, policy: str, episodes: int, seed: int) -> tuple[float, float, list[str]]:
@@ -47,7 +49,8 @@ def play(env: gym.Env, policy: str, episodes: int, seed: int) -> tuple[float, fl
 
 def run_demo(seed: int = 0, episodes: int = 200) -> int:
     """Print random vs optimal mean reward and success on every toy task."""
-    print(f"rlhf_envs {rlhf_envs.__version__}: random vs scripted-optimal policy, {episodes} episodes each\n")
+    register_envs()
+    print(f"rlhf_envs {version('rlhf_envs')}: random vs scripted-optimal policy, {episodes} episodes each\n")
     for env_id in TOY_IDS:
         env = gym.make(env_id, render_mode="ansi")
         print(f"{env_id}")
