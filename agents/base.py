@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode
 from agents import checkpoint as ckpt
 from agents.config import OnPolicyConfig
 from agents.envs import autoreset_mode, is_token_space, make_vector_env, without_env_reference
-from agents.logging import TrainingLogger
+from agents.run_logger import TrainingLogger
 from agents.policies import MLPActorCritic, TransformerActorCritic
 from agents.rollout import (
     Batch,
