@@ -7,7 +7,7 @@ dataclass (:mod:`agents.config`).
 
 from agents.base import TrainingDivergedError
 from agents.config import A2CConfig, OnPolicyConfig, PPOConfig, REINFORCEConfig
-from agents.pg import A2C, REINFORCE
+from agents.policy_gradient import A2C, REINFORCE
 from agents.ppo import PPO
 
 __all__ = [

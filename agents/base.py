@@ -3,7 +3,7 @@
 :class:`OnPolicyAgent` owns the env, the policy, the optimiser, the generators and the
 ``learn`` loop (reset -> collect -> update -> log -> checkpoint). A subclass supplies only
 ``train(batch, progress_remaining)``: the update rule. ``learn`` / ``evaluate`` / ``save`` /
-``load`` are the public surface.
+``load`` / ``set_env`` / ``sample_episodes`` are the public surface.
 
 Seeding has no global side effects: the agent draws every random number from its own
 ``torch.Generator`` objects (network initialisation, action sampling, minibatch shuffling) and its
@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode
 from agents import checkpoint as ckpt
 from agents.config import OnPolicyConfig
 from agents.envs import autoreset_mode, is_token_space, make_vector_env, without_env_reference
-from agents.logging import TrainingLogger
+from agents.episodes import SampledEpisodes
 from agents.policies import MLPActorCritic, TransformerActorCritic
 from agents.rollout import (
     Batch,
@@ -35,6 +35,8 @@ from agents.rollout import (
     action_masks_from_infos,
     summarize_episodes,
 )
+from agents.run_logger import TrainingLogger
+from rlhf_envs.errors import ConfigError
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -81,6 +83,7 @@ class OnPolicyAgent:
         if cfg.policy == "lm":  # the agent computes reference log-probs itself (see the function)
             cfg.env_kwargs = without_env_reference(env_or_id, cfg.env_kwargs)
         self.env = make_vector_env(env_or_id, cfg.n_envs, cfg.env_kwargs)
+        self._owns_env = isinstance(env_or_id, str)  # built here from an id: set_env closes it
         self.autoreset = autoreset_mode(self.env)
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
@@ -255,7 +258,130 @@ class OnPolicyAgent:
             logger.close()
         return self
 
-    # -- evaluation -------------------------------------------------------------------------------
+    # -- the env ----------------------------------------------------------------------------------
+
+    def set_env(self, env: Any) -> None:
+        """Train on ``env`` from the next :meth:`learn` on (Stable-Baselines3's ``set_env``).
+
+        ``env`` is an env id, a Gymnasium ``Env`` or a ``VectorEnv``, as for the constructor. It
+        must have the same observation and action spaces and number of sub-envs as the current
+        env. The rollout collector switches too (see :meth:`_collector_set_env`) and the next
+        ``learn`` call resets the new env. The previous env is closed if the agent built it from
+        an id; an env the caller passed in stays open for its owner to close.
+        """
+        cfg = self.config
+        env_kwargs = cfg.env_kwargs
+        if cfg.policy == "lm" and isinstance(env, str):
+            env_kwargs = without_env_reference(env, env_kwargs)
+        new = make_vector_env(env, cfg.n_envs, env_kwargs)
+        try:
+            self._check_swappable(new)
+        except ConfigError:
+            if isinstance(env, str):
+                new.close()
+            raise
+        old, owned = self.env, self._owns_env
+        cfg.env_kwargs = env_kwargs
+        self.env = new
+        self.env_id = env if isinstance(env, str) else None
+        self._owns_env = isinstance(env, str)
+        self.autoreset = autoreset_mode(new)
+        self._collector_set_env(new)
+        self._needs_reset = True
+        if owned and old is not new:
+            old.close()
+
+    def _check_swappable(self, new: Any) -> None:
+        """Raise :class:`ConfigError` unless ``new`` can replace the current env (see set_env)."""
+        if new.num_envs != self.env.num_envs:
+            raise ConfigError(
+                f"set_env: the new env has {new.num_envs} sub-envs, the agent trains on "
+                f"{self.env.num_envs} (n_envs); build it with num_envs={self.env.num_envs}"
+            )
+        if new.single_action_space != self.action_space:
+            raise ConfigError(
+                f"set_env: action space {new.single_action_space} differs from the agent's "
+                f"{self.action_space}; only an env with the same action space can be swapped in"
+            )
+        obs_space = new.single_observation_space
+        if obs_space != self.observation_space:
+            raise ConfigError(
+                f"set_env: observation space {obs_space} differs from the agent's "
+                f"{self.observation_space}; only an env with the same observation space can be swapped in"
+            )
+
+    def _collector_set_env(self, env: Any) -> None:
+        """Point the rollout collector at ``env``.
+
+        The contract: a collector with running per-env state implements ``set_env(env, mode)``
+        (``mode``: the env's :class:`~gymnasium.vector.AutoresetMode`), which switches to ``env``
+        and forgets that state (:class:`~agents.rollout.StepCollector` does); a collector whose
+        only per-env state is its ``env`` attribute (the LM episode collector, which resets every
+        sub-env at the start of each rollout) gets that attribute set.
+        """
+        if callable(getattr(self.collector, "set_env", None)):
+            self.collector.set_env(env, self.autoreset)
+        else:
+            self.collector.env = env
+
+    # -- sampling and evaluation ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_episodes(
+        self,
+        env: Any,
+        seeds: int | list[int],
+        generator_seed: int,
+        deterministic: bool = False,
+    ) -> SampledEpisodes:
+        """One episode per sub-env of ``env`` from the current policy (LM policies).
+
+        ``env`` is a ``VectorEnv`` (or an env id: a vector env with one sub-env per entry of
+        ``seeds`` is built and closed again). ``seeds`` resets it: one seed per sub-env, or one int
+        (sub-env ``i`` gets ``seeds + i``). Tokens are drawn from a fresh generator seeded with
+        ``generator_seed``, so sampling neither changes training nor depends on it. Returns the
+        tokens, the policy's and the frozen reference's log-probs of each chosen token, and the
+        env's rewards (see :class:`~agents.episodes.SampledEpisodes`).
+        """
+        cfg = self.config
+        if cfg.policy != "lm":
+            raise ConfigError(
+                "sample_episodes needs an LM policy (policy='lm'): it returns token sequences; "
+                "use evaluate() for the episode returns of other policies"
+            )
+        seed_arg: int | list[int] = (
+            int(seeds) if isinstance(seeds, int | np.integer) else [int(s) for s in seeds]
+        )
+        own = isinstance(env, str)
+        if own:
+            n = 1 if isinstance(seed_arg, int) else len(seed_arg)
+            env = make_vector_env(env, n, cfg.env_kwargs)
+        try:
+            if isinstance(seed_arg, list) and len(seed_arg) != env.num_envs:
+                raise ConfigError(
+                    f"sample_episodes: {len(seed_arg)} seeds for an env with {env.num_envs} sub-envs; "
+                    "pass one seed per sub-env or one int"
+                )
+            gen = torch.Generator(device=cfg.device).manual_seed(int(generator_seed))
+            self.policy.eval()
+            obs, actions, logp, rewards, mask, summaries = self.collector.rollout(
+                env, seed_arg, gen, deterministic
+            )
+            _, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        finally:
+            if own:
+                env.close()
+        return SampledEpisodes(
+            input_ids=obs["input_ids"],
+            attention_mask=obs["attention_mask"],
+            completion_ids=actions,
+            completion_mask=mask,
+            log_probs=logp,
+            ref_log_probs=ref_logp,
+            env_rewards=rewards,
+            summaries=summaries,
+            seeds=seed_arg if isinstance(seed_arg, list) else [seed_arg + i for i in range(len(actions))],
+        )
 
     @torch.no_grad()
     def evaluate(

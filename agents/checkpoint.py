@@ -8,21 +8,23 @@ A checkpoint is a directory::
                         parameters, the LM's architecture config
 
 Nothing is pickled, so loading a checkpoint cannot run code. The directory is built under a
-temporary name next to the target and swapped in with two renames: the previous checkpoint is moved
-to ``<path>.bak`` first and removed only after the new one is in place, so a crash at any moment
-leaves a complete checkpoint at ``<path>`` or ``<path>.bak`` (``read_checkpoint`` falls back to it).
+temporary name next to the target and swapped in with two renames
+(:func:`rlhf_envs.atomic_io.write_directory`): the previous checkpoint is moved to ``<path>.bak``
+first and removed only after the new one is in place, so a crash at any moment leaves a complete
+checkpoint at ``<path>`` or ``<path>.bak`` (``read_checkpoint`` falls back to it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+
+from rlhf_envs import atomic_io
 
 FORMAT_VERSION = 1
 
@@ -55,49 +57,20 @@ def load_optimizer_state(
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_checkpoint(
     path: str, module: torch.nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
     """Write ``module``'s weights, extra ``tensors`` and JSON ``meta`` to directory ``path`` atomically."""
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)
-    try:
-        save_model(module, os.path.join(tmp, "model.safetensors"))
-        save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(tmp, "state.safetensors"))
-        with open(os.path.join(tmp, "config.json"), "w") as f:
+
+    def build(tmp: Path) -> None:
+        save_model(module, str(tmp / "model.safetensors"))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+        with open(tmp / "config.json", "w") as f:
             json.dump(
                 {"format_version": FORMAT_VERSION, **meta}, f, indent=1, sort_keys=True, default=_json_default
             )
-            f.flush()
-            os.fsync(f.fileno())
-        for name in ("model.safetensors", "state.safetensors"):
-            with open(os.path.join(tmp, name), "rb") as f:
-                os.fsync(f.fileno())
-        backup = path + ".bak"
-        if os.path.exists(path):
-            if os.path.exists(backup):
-                shutil.rmtree(backup)
-            os.rename(path, backup)
-        os.rename(tmp, path)
-        _fsync_dir(parent)
-        if os.path.exists(backup):
-            shutil.rmtree(backup)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_io.write_directory(path, build)
 
 
 def _json_default(obj: Any) -> Any:
@@ -110,9 +83,9 @@ def _json_default(obj: Any) -> Any:
 
 def resolve(path: str) -> str:
     """The directory holding the checkpoint (``<path>`` or, after a crash mid-swap, ``<path>.bak``)."""
-    for candidate in (path, path + ".bak"):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
+    found = atomic_io.completed_directory(path, marker="config.json")
+    if found is not None:
+        return str(found)
     raise FileNotFoundError(f"no checkpoint at {path!r} (expected {path}/config.json and *.safetensors)")
 
 

@@ -241,6 +241,16 @@ class StepCollector:
         if self.uses_masks:
             self.action_masks = action_masks_from_infos(infos, self.n, self.policy.n_out)
 
+    def set_env(self, env, mode: AutoresetMode) -> None:  # noqa: ANN001
+        """Step ``env`` (same number of sub-envs) from now on; :meth:`reset` must run before collecting."""
+        if env.num_envs != self.n:
+            raise ConfigError(f"StepCollector.set_env: {env.num_envs} sub-envs, expected {self.n}")
+        self.env, self.mode = env, mode
+        self.obs = None
+        self.action_masks = None
+        self.prev_done[:] = False
+        self.tracker.reset()
+
     def reset(self, seed: int) -> None:
         """Reset every sub-env (sub-env ``i`` gets ``seed + i``) and forget running episodes."""
         self.obs, infos = self.env.reset(seed=seed)

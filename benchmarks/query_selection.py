@@ -71,7 +71,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.rlhf import RLHFConfig, RLHFLoop, _seed, concordance, fit_reward_model, select_pairs
+from agents.rlhf import RLHFConfig, RLHFLoop, concordance, fit_reward_model, select_pairs
+from agents.rlhf import stream_seed as _seed
 from rlhf_envs.feedback.base import Episode
 
 RULES = ("random", "disagreement")

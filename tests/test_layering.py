@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rlhf_envs", "agents", "benchmarks")
 
 #: modules every layer may import: they import nothing of the suite except each other
-LEAF_UTILITIES = frozenset({"rlhf_envs.errors", "rlhf_envs.tokenization", "rlhf_envs.seeding"})
+LEAF_UTILITIES = frozenset(
+    {"rlhf_envs.errors", "rlhf_envs.tokenization", "rlhf_envs.seeding", "rlhf_envs.atomic_io"}
+)
 #: the suite's sub-packages, each a layer of its own
 SUITE_LAYERS = ("envs", "tasks", "feedback", "lm")
 

@@ -18,6 +18,7 @@ from agents.rlhf import (
     RLHFLoop,
     TerminalHuman,
     concordance,
+    episode_from_json,
     schedule_counts,
     select_pairs,
 )
@@ -96,14 +97,33 @@ def test_round_log_keys_present_and_finite(two_rounds):
 
 
 def test_env_pays_the_latest_proxy(two_rounds):
-    from agents.rlhf import TRAIN_ENV_ID, _episode
+    from agents.rlhf import TRAIN_ENV_ID
 
     loop, run_dir = two_rounds
     env = loop.agent.env
     assert env.spec is None or env.spec.id == TRAIN_ENV_ID
-    assert loop.rm_dir == run_dir / "rounds" / "round_001" / "reward_model"
-    eps = [_episode(x) for x in loop.feedback[-1]["a"]]
+    assert loop.reward_model_dir == run_dir / "rounds" / "round_001" / "reward_model"
+    eps = [episode_from_json(x) for x in loop.feedback[-1]["a"]]
     assert np.array_equal(env.task.feedback.score(eps), loop.reward_model.score(eps))
+
+
+def test_runs_saved_before_the_reward_model_rename_still_resume(two_rounds, tmp_path):
+    """state.json format 1 named the reward model's directory ``rm_dir``; it still loads."""
+    import shutil
+
+    loop, run_dir = two_rounds
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    state = json.loads((old / "state.json").read_text())
+    assert state["format"] == 2
+    state["format"], state["rm_dir"] = 1, state.pop("reward_model_dir")
+    (old / "state.json").write_text(json.dumps(state))
+    resumed = RLHFLoop(tiny(), run_dir=old)
+    assert resumed.rounds_done == 2
+    assert resumed.reward_model_dir == old / "rounds" / "round_001" / "reward_model"
+    eps = [episode_from_json(x) for x in loop.feedback[-1]["a"]]
+    assert np.array_equal(resumed.reward_model.score(eps), loop.reward_model.score(eps))
+    resumed.close()
 
 
 def test_kl_is_zero_before_training(two_rounds):
@@ -285,11 +305,11 @@ def test_concordance():
 
 
 def test_cli_has_rlhf_subcommand():
-    from agents.rlhf import _cmd_rlhf
+    from agents.rlhf import cmd_rlhf
     from rlhf_envs.cli import build_parser
 
     args = build_parser().parse_args(["rlhf", "--rounds", "2", "--selection", "random", "--budget", "40"])
-    assert args.func is _cmd_rlhf and args.rounds == 2 and args.selection == "random" and args.budget == 40
+    assert args.func is cmd_rlhf and args.rounds == 2 and args.selection == "random" and args.budget == 40
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlhf_envs import atomic_io
 from rlhf_envs.errors import ConfigError, FeedbackError
 from rlhf_envs.feedback.base import Episode
 
@@ -675,7 +676,7 @@ class RewardModel:
             "scales": self.scales.tolist(),
             "last_fit": asdict(self.last_fit) if self.last_fit else None,
         }
-        (path / _SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        atomic_io.write_json(path / _SETTINGS_FILE, settings, indent=2)  # last: marks a complete save
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rlhf_envs import atomic_io
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, score_episodes
 from rlhf_envs.feedback.fluency import FluentSentiment
@@ -178,15 +177,9 @@ class SimulatedHumanTask(SentimentTask):
             return RewardModel.load(path)
         proxy = self.fit_proxy()
         if cache:
-            # Save next to the final place, then rename: concurrent builders (pytest-xdist workers,
+            # Built next to the final place, then renamed: concurrent builders (pytest-xdist workers,
             # subprocess envs) never see a half-written model; the first rename wins.
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-            proxy.save(tmp)
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+            atomic_io.write_directory(path, proxy.save, if_exists="keep")
         return proxy
 
     def fit_proxy(self) -> RewardModel:

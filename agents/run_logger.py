@@ -3,7 +3,8 @@
 Every iteration the agent hands :class:`TrainingLogger` one flat ``{name: float}`` dict (losses,
 approx KL k1/k3, clip fraction, explained variance, entropy, KL to the reference, KL coefficient,
 episode returns and each reward component). The CSV header grows when a new metric appears (the
-file is rewritten once with the wider header), so late-appearing components are not lost.
+file is rewritten once with the wider header, atomically), so late-appearing components are not
+lost and a crash never leaves a half-written file behind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from rlhf_envs import atomic_io
 
 #: metrics shown on the progress bar, in this order, when present
 BAR_KEYS = ("mean_return", "success_rate", "reward_task", "kl_ref", "approx_kl_k3", "fps")
@@ -49,13 +52,11 @@ class TrainingLogger:
                     header = list(reader.fieldnames or [])
                     rows = [r for r in reader if float(r.get("timesteps") or 0) <= start]
                 self.columns = header if rows else []
-                tmp = self.csv_path + ".tmp"
-                with open(tmp, "w", newline="") as f:
+                with atomic_io.open_atomic(self.csv_path, newline="") as f:
                     if rows:
                         w = csv.DictWriter(f, fieldnames=header)
                         w.writeheader()
                         w.writerows(rows)
-                os.replace(tmp, self.csv_path)
 
     def log(self, step: int, metrics: dict[str, Any], advance: int) -> None:
         """Record ``metrics`` at env step ``step`` and move the bar by ``advance``."""
@@ -82,12 +83,10 @@ class TrainingLogger:
                 with open(self.csv_path, newline="") as f:
                     old_rows = list(csv.DictReader(f))
             self.columns = ["timesteps", *sorted(c for c in set(self.columns) | set(new) if c != "timesteps")]
-            tmp = self.csv_path + ".tmp"
-            with open(tmp, "w", newline="") as f:
+            with atomic_io.open_atomic(self.csv_path, newline="") as f:
                 w = csv.DictWriter(f, fieldnames=self.columns)
                 w.writeheader()
                 w.writerows(old_rows)
-            os.replace(tmp, self.csv_path)
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)
 

@@ -1,0 +1,78 @@
+"""The ``rlhf-envs rlhf`` command: the loop on the embedded model, with a simulated or a real human."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig
+from agents.rlhf.humans import TerminalHuman
+from agents.rlhf.persistence import STATE_FILE
+
+
+def add_rlhf_parser(sub: Any) -> None:
+    """Add the ``rlhf`` sub-command to an ``argparse`` sub-parser collection."""
+    d = RLHFConfig()
+    p = sub.add_parser(
+        "rlhf",
+        help="the RLHF loop on the embedded model: simulated human -> reward model -> PPO, per round",
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument(
+        "--queries", type=int, default=d.queries_per_round, help="queries in round 0 (per round if constant)"
+    )
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--decay", type=float, default=d.decay, help="per-round factor of the decaying schedule")
+    p.add_argument("--budget", type=int, default=None, help="total queries allowed (default: no limit)")
+    p.add_argument("--selection", choices=SELECTIONS, default=d.selection)
+    p.add_argument("--rater", default=d.rater, help="simulated rater preset (Oracle, Stoc, Mistake, ...)")
+    p.add_argument("--ppo-tokens", type=int, default=d.ppo_tokens_per_round, help="PPO tokens per round")
+    p.add_argument("--members", type=int, default=d.n_members, help="reward-model ensemble size")
+    p.add_argument("--human", choices=("simulated", "terminal"), default="simulated")
+    p.add_argument("--out", default="runs/rlhf", help="run directory (rounds are saved; reruns resume)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_rlhf)
+
+
+def cmd_rlhf(args: argparse.Namespace) -> int:
+    """Run (or resume) the loop as ``rlhf-envs rlhf`` asked and print one line per round."""
+    import torch
+
+    from agents.rlhf.loop import RLHFLoop
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    cfg = RLHFConfig(
+        rounds=args.rounds,
+        queries_per_round=args.queries,
+        schedule=args.schedule,
+        decay=args.decay,
+        budget=args.budget,
+        selection=args.selection,
+        rater=args.rater,
+        ppo_tokens_per_round=args.ppo_tokens,
+        n_members=args.members,
+        seed=args.seed,
+    )
+    human = TerminalHuman(max_queries=args.budget, seed=args.seed) if args.human == "terminal" else None
+    loop = RLHFLoop(cfg, human=human, run_dir=args.out, verbose=True)
+    if loop.rounds_done:
+        print(f"resuming {args.out} after round {loop.rounds_done - 1}")
+    t0 = time.perf_counter()
+    history = loop.run()
+    init = loop.initial
+    print(f"\ninitial policy: gold {init['gold_reward']:+.3f} on {cfg.eval_episodes} fresh episodes")
+    for row in history:
+        print(
+            f"  round {row['round']}: queries {row['queries_total']:4d}  proxy {row['proxy_reward']:+.3f}  "
+            f"gold {row['gold_reward']:+.3f}  KL {row['kl']:6.2f}  sqrt(KL) {row['sqrt_kl']:.2f}  "
+            f"cost {row['cost']:.1f}"
+        )
+    if loop.stop_reason:
+        print(f"stopped: {loop.stop_reason}")
+    print(f"log: {os.path.join(args.out, STATE_FILE)}  ({time.perf_counter() - t0:.0f} s)")
+    loop.close()
+    return 0

@@ -1,0 +1,143 @@
+"""The RLHF loop's settings (:class:`RLHFConfig`) and its per-round query schedule.
+
+The field names are also the keys of the ``config`` saved in each run's ``state.json`` and in the
+benchmarks' result files, so a renamed field would stop old runs from resuming: they stay as they
+are (``rm_*`` fields configure the reward-model fit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlhf_envs.errors import ConfigError
+
+SCHEDULES = ("constant", "decaying")
+SELECTIONS = ("random", "disagreement")
+
+
+@dataclass
+class RLHFConfig:
+    """Settings of the loop. The defaults run 6 rounds on the embedded model in a few minutes.
+
+    Attributes:
+        rounds: number of rounds.
+        queries_per_round: queries asked in round 0 (and every round for ``"constant"``).
+        schedule: ``"constant"`` or ``"decaying"`` (round ``r`` asks
+            ``max(min_queries, round(queries_per_round * decay**r))``).
+        decay, min_queries: the decaying schedule's rate and floor.
+        budget: total queries allowed over the run (``None`` = no limit besides the human's own).
+            A round asks at most what is left; once nothing is left the loop stops (or, with
+            ``on_budget_exhausted="continue"``, keeps optimising against the last reward model).
+        on_budget_exhausted: ``"stop"`` or ``"continue"``.
+        selection: ``"random"`` or ``"disagreement"``.
+        pool_factor: candidate pairs sampled per query asked (the pool the selection picks from).
+        rater: the simulated human's rater (a preset name of
+            :mod:`rlhf_envs.feedback.simulated`), used when no ``human`` is given to the loop.
+        cost_per_comparison, seconds_per_query, seconds_per_word: the simulated human's ledger.
+        n_members, aggregate: the reward-model ensemble.
+        rm_epochs, rm_lr, rm_random_fraction: the reward model's Bradley-Terry fit (refitted from scratch on all
+            feedback each round).
+        ppo_tokens_per_round: generated tokens of PPO per round (whole iterations: a little more).
+        n_envs, learning_rate, kl_coef: PPO's episodes per batch, learning rate, KL coefficient.
+        ppo_kwargs: further :class:`~agents.config.PPOConfig` options.
+        eval_episodes: fresh episodes on which proxy, gold and KL are measured each round.
+        model: the policy's starting model (``"default"`` = the embedded model, or a directory).
+        max_new_tokens: completion length limit (``None`` = the task's default).
+        seed: seeds everything.
+    """
+
+    rounds: int = 6
+    queries_per_round: int = 32
+    schedule: str = "constant"
+    decay: float = 0.7
+    min_queries: int = 8
+    budget: int | None = None
+    on_budget_exhausted: str = "stop"
+    selection: str = "disagreement"
+    pool_factor: int = 4
+    rater: str = "Mistake"
+    cost_per_comparison: float = 0.1
+    seconds_per_query: float = 10.0
+    seconds_per_word: float = 0.25
+    n_members: int = 3
+    aggregate: str = "mean"
+    rm_epochs: int = 3
+    rm_lr: float = 3e-4
+    rm_random_fraction: float = 0.1
+    ppo_tokens_per_round: int = 4000
+    n_envs: int = 64
+    learning_rate: float = 1e-4
+    kl_coef: float = 0.05
+    ppo_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_episodes: int = 64
+    model: str = "default"
+    max_new_tokens: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on settings that cannot work, saying what is allowed."""
+        for name in ("rounds", "queries_per_round", "pool_factor", "n_members", "rm_epochs"):
+            _positive_int(name, getattr(self, name))
+        for name in ("ppo_tokens_per_round", "n_envs", "eval_episodes"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("min_queries", self.min_queries, allow_zero=True)
+        if self.eval_episodes < 2:
+            raise ConfigError(f"eval_episodes must be >= 2 (pairs are compared), got {self.eval_episodes}")
+        if self.budget is not None:
+            _positive_int("budget", self.budget, allow_zero=True)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.on_budget_exhausted not in ("stop", "continue"):
+            raise ConfigError(
+                f"on_budget_exhausted must be 'stop' or 'continue', got {self.on_budget_exhausted!r}"
+            )
+        if not (isinstance(self.decay, int | float) and 0.0 < self.decay <= 1.0):
+            raise ConfigError(f"decay must be a number in (0, 1], got {self.decay!r}")
+        if self.selection == "disagreement" and self.n_members < 2:
+            raise ConfigError("selection='disagreement' needs an ensemble: n_members >= 2")
+        for name in ("rm_lr", "learning_rate"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and 0 < v < 1):
+                raise ConfigError(f"{name} must be a number in (0, 1), got {v!r}")
+        if not (isinstance(self.kl_coef, int | float) and self.kl_coef >= 0):
+            raise ConfigError(f"kl_coef must be a number >= 0, got {self.kl_coef!r}")
+        if not 0.0 <= self.rm_random_fraction < 1.0:
+            raise ConfigError(f"rm_random_fraction must be in [0, 1), got {self.rm_random_fraction!r}")
+        if not isinstance(self.ppo_kwargs, dict):
+            raise ConfigError(f"ppo_kwargs must be a dict, got {type(self.ppo_kwargs).__name__}")
+
+    def planned_queries(self, round_index: int) -> int:
+        """Queries the schedule asks for in round ``round_index`` (before the budget cap)."""
+        if self.schedule == "constant":
+            return self.queries_per_round
+        return max(self.min_queries, int(round(self.queries_per_round * self.decay**round_index)))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _positive_int(name: str, v: Any, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {v!r}")
+
+
+def schedule_counts(config: RLHFConfig, rounds: int | None = None) -> list[int]:
+    """Queries per round that the schedule and the loop's budget give (no human-side limits)."""
+    left = math.inf if config.budget is None else config.budget
+    out = []
+    for r in range(config.rounds if rounds is None else rounds):
+        n = int(min(config.planned_queries(r), left))
+        out.append(n)
+        left -= n
+    return out

@@ -1,0 +1,96 @@
+"""Who answers the loop's queries: the :class:`Human` protocol and a person at the terminal.
+
+The default human is a :class:`~rlhf_envs.feedback.simulated.SimulatedHuman` (a hidden gold utility
+seen through a noisy rater); :class:`TerminalHuman` asks a real person the same questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from rlhf_envs.errors import BudgetExhaustedError, ConfigError
+from rlhf_envs.feedback.base import Episode
+
+
+class Human(Protocol):
+    """What the loop needs from a (simulated or real) human: pairwise answers.
+
+    ``compare(a, b)`` returns an object with ``prob_a()``: per pair 1.0 (A better), 0.0 (B better),
+    0.5 (tie) or ``None`` (skipped), like :class:`~rlhf_envs.feedback.simulated.Comparisons`. It may
+    raise :class:`~rlhf_envs.errors.BudgetExhaustedError` when it will answer no more.
+    """
+
+    def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> Any: ...
+
+
+@dataclass
+class TerminalComparisons:
+    """Answers typed at the terminal (``labels``: ``"A"``, ``"B"``, ``"tie"`` or ``"skip"``)."""
+
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def prob_a(self) -> list[float | None]:
+        table = {"A": 1.0, "B": 0.0, "tie": 0.5, "skip": None}
+        return [table[x] for x in self.labels]
+
+
+class TerminalHuman:
+    """A person answering pairwise queries at the terminal: the same ``compare`` as SimulatedHuman.
+
+    Each query shows the prompt and the two completions (in a random order, to spread position
+    bias) and reads ``1``/``2`` (the first/second shown is better), ``t`` (tie) or ``s`` (skip).
+    ``max_queries`` caps the session (then :class:`~rlhf_envs.errors.BudgetExhaustedError`).
+    """
+
+    def __init__(
+        self,
+        max_queries: int | None = None,
+        seed: int = 0,
+        input_fn: Callable[[str], str] = input,
+        print_fn: Callable[[str], None] = print,
+    ) -> None:
+        self.max_queries, self.queries = max_queries, 0
+        self.rng = np.random.default_rng(seed)
+        self.input_fn, self.print_fn = input_fn, print_fn
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.queries = int(state["queries"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> TerminalComparisons:
+        if len(a) != len(b):
+            raise ConfigError(f"compare: {len(a)} A episodes but {len(b)} B episodes; they must pair up")
+        if self.max_queries is not None and self.queries + len(a) > self.max_queries:
+            raise BudgetExhaustedError(
+                f"TerminalHuman: {len(a)} more queries would exceed max_queries={self.max_queries} "
+                f"({self.queries} answered)"
+            )
+        labels = []
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            swap = bool(self.rng.random() < 0.5)
+            first, second = (y, x) if swap else (x, y)
+            self.print_fn(
+                f"\n[{i + 1}/{len(a)}] prompt: {x.prompt!r}\n  1: {first.completion!r}\n  2: {second.completion!r}"
+            )
+            while True:
+                ans = self.input_fn("which is better? [1/2/t(ie)/s(kip)] ").strip().lower()
+                if ans in ("1", "2", "t", "s"):
+                    break
+                self.print_fn("please type 1, 2, t or s")
+            if ans in ("t", "s"):
+                labels.append("tie" if ans == "t" else "skip")
+            else:
+                first_wins = ans == "1"
+                labels.append("A" if first_wins != swap else "B")
+            self.queries += 1
+        return TerminalComparisons(labels)
