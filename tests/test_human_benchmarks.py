@@ -49,7 +49,11 @@ def test_exact_outcome_shares_match_recorded_raters():
     recs = synthetic()
     pairs = cal.domain_pairs(recs, 3000, seed=0, domain="movies")
     eps = [episode_for(r) for r in recs]
-    labels = RecordedRaters(recs, seed=1).compare([eps[i] for i in pairs["hi"]], [eps[i] for i in pairs["lo"]]).labels
+    labels = (
+        RecordedRaters(recs, seed=1)
+        .compare([eps[i] for i in pairs["hi"]], [eps[i] for i in pairs["lo"]])
+        .labels
+    )
     mc = cal.one_hot(labels).mean(0)
     assert np.allclose(mc, pairs["real"].mean(0), atol=0.02)
     assert (pairs["gap"] > 0).all() and np.allclose(pairs["real"].sum(1), 1.0)
