@@ -82,3 +82,16 @@ def test_label_fit_recovers_a_known_rater():
     cal.finish(pairs)
     fit = cal.fit_label_ml(pairs)
     assert fit["beta"] == pytest.approx(6.0, rel=0.01) and fit["epsilon"] == pytest.approx(0.05, abs=0.002)
+
+
+def test_crowd_2014_preset_is_the_committed_fit():
+    import json
+    from pathlib import Path
+
+    from rlhf_envs.feedback.simulated import preset
+
+    fit = json.loads((Path(cal.__file__).parent / "results" / "human_calibration.json").read_text())[
+        "crowd_2014"
+    ]
+    params = cal.rater_params(preset("crowd-2014"))
+    assert (params["beta"], params["epsilon"], params["equal"]) == (fit["beta"], fit["epsilon"], fit["equal"])
