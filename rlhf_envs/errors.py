@@ -45,3 +45,12 @@ def check_known_keys(given: dict, allowed: set[str] | list[str], what: str) -> N
             f"unknown {what}: {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(map(repr, sorted(allowed))) or '(none)'}"
         )
+
+
+class DataError(ValueError):
+    """A data file that does not parse or does not match its pinned checksum (the message names the
+    file and line), or an unknown domain or split."""
+
+
+class DataUnavailableError(RuntimeError):
+    """A data set is not in the cache and could not be fetched; the message says what to run."""

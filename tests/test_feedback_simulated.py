@@ -53,7 +53,8 @@ def better(ua, ub) -> np.ndarray:
 
 
 def test_presets_match_b_pref():
-    assert list(PRESETS) == ["Oracle", "Stoc", "Mistake", "Skip", "Myopic", "Equal"]
+    assert list(PRESETS) == ["Oracle", "Stoc", "Mistake", "Skip", "Myopic", "Equal", "crowd-2014"]
+    assert preset("Crowd-2014") == PRESETS["crowd-2014"]  # fitted in benchmarks/human_calibration.py
     assert PRESETS["Stoc"].rationality == 1.0 and PRESETS["Mistake"].mistake_rate == 0.1
     assert (
         PRESETS["Skip"].skip == 0.1

@@ -202,7 +202,11 @@ def _accept_former_names(init: Any) -> Any:
 RaterConfig.__init__ = _accept_former_names(RaterConfig.__init__)  # type: ignore[method-assign]
 
 
-#: B-Pref's teachers (Lee et al. 2021), with its parameter values.
+#: B-Pref's teachers (Lee et al. 2021), with its parameter values, and ``crowd-2014``: a rater fitted
+#: to real people (Hutto & Gilbert 2014 ratings, ``benchmarks/human_calibration.py``): with the gold's
+#: range mapped onto [-1, 1] (``scale=4`` for the -4..+4 mean rating), its expected label matches one
+#: real rater's P(agree) + P(tie)/2 to 0.002 RMS over gap bins. Real raters also tie (18% of pairs);
+#: this rater never does, with the same expected label.
 PRESETS: dict[str, RaterConfig] = {
     "Oracle": RaterConfig(name="Oracle"),
     "Stoc": RaterConfig(rationality=1.0, name="Stoc"),
@@ -210,12 +214,14 @@ PRESETS: dict[str, RaterConfig] = {
     "Skip": RaterConfig(skip=0.1, name="Skip"),
     "Myopic": RaterConfig(myopia_discount=0.9, name="Myopic"),
     "Equal": RaterConfig(equal=0.1, name="Equal"),
+    "crowd-2014": RaterConfig(rationality=5.625, mistake_rate=0.0028, name="crowd-2014"),
 }
 
 
 def preset(name: str, **overrides: Any) -> RaterConfig:
-    """A B-Pref teacher by name (``Oracle``, ``Stoc``, ``Mistake``, ``Skip``, ``Myopic``, ``Equal``;
-    case-insensitive), optionally with fields overridden."""
+    """A rater preset by name (B-Pref's ``Oracle``, ``Stoc``, ``Mistake``, ``Skip``, ``Myopic``,
+    ``Equal``, or ``crowd-2014`` fitted to real raters; case-insensitive), optionally with fields
+    overridden."""
     lookup = {k.lower(): v for k, v in PRESETS.items()}
     if not isinstance(name, str) or name.lower() not in lookup:
         raise ConfigError(f"unknown rater preset {name!r}; known presets: {', '.join(PRESETS)}")

@@ -1,0 +1,371 @@
+"""How well do scorers agree with real people? Held-out agreement with the crowd's mean rating.
+
+Data: Hutto & Gilbert (ICWSM 2014) sentences with 15-99 individual ratings each
+(:mod:`rlhf_envs.data.hutto2014`), per domain (tweets, movies, amazon, nyt), always on the fixed
+*held-out test* split; anything fitted is fitted on the *train* split of the same domain (and
+tuned on *validation*). Methods (issue 16, the ones that need no reward model yet):
+
+* ``vader``: VADER's compound score (the ``vaderSentiment`` package the suite's sentiment reward uses).
+* ``one_rater``: one of the sentence's real ratings, drawn at random, against the mean of its
+  *other* ratings (leave-one-out, so the rater is not compared with itself); the figures are
+  averages over ``--draws`` seeded draws. This is how well a single person agrees with the crowd.
+* ``bow_ridge``: a plain bag-of-words ridge regression on the mean rating (lower-cased word and
+  ``!``/``?`` presence features, words seen in at least two training sentences; intercept not
+  penalised; the penalty chosen on the validation split), fitted in-domain on train.
+
+Metrics against the crowd mean (the published mean rating; for ``one_rater`` the leave-one-out
+mean): Pearson, Spearman, and **pairwise accuracy**: over all pairs of test sentences of the domain
+whose crowd means differ, the share the method orders like the crowd (a tie in the method's scores
+counts 1/2). The reward-model methods (``rm_regression``, ``rm_bradley_terry``) come with the
+reward model and are not in this file yet.
+
+It also measures whether the embedded model can read real English (issue 16, item 2):
+
+* **tokenizer**: of the real words (pre-tokens of the embedded byte-level BPE that contain a letter)
+  in the train split's sentences, the share the tokenizer keeps whole (1 piece), splits into 4 or
+  more pieces, or breaks down to single bytes (a piece that is one bare byte, in a word of two or
+  more pieces); per occurrence and per distinct word; the same on the generated corpus's held-out
+  documents for reference;
+* **perplexity** of the embedded model on the held-out (test) real sentences and on its own
+  generated corpus's held-out documents (the assets README's protocol: documents + ``<eos>``
+  packed into 128-token blocks, ``<eos>`` included, padding excluded; 2.67 in the README), plus
+  bits per byte of text, which does not depend on how finely the tokenizer cuts (a uniform guess
+  over the 2,288 tokens would have perplexity 2,288; over bytes, 8 bits per byte).
+
+    python -m benchmarks.human_ratings            # about 3-4 minutes on a busy 2-core machine
+    python -m benchmarks.human_ratings --parts ratings --out /tmp/hr
+
+Writes ``benchmarks/results/human_ratings.json``:
+``{"domains": {DOMAIN: {METHOD: {"pearson", "spearman", "pairwise_accuracy", "n"}}}, "meta": ...,
+"embedded_model": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from rlhf_envs.data import hutto2014
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------------
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.corrcoef(np.asarray(x, float), np.asarray(y, float))[0, 1])
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def pairwise_accuracy(pred: np.ndarray, gold: np.ndarray, chunk: int = 512) -> float:
+    """Over all pairs ``i < j`` with ``gold[i] != gold[j]``: the share ``pred`` orders like ``gold``
+    (a tie in ``pred`` counts 1/2)."""
+    pred, gold = np.asarray(pred, float), np.asarray(gold, float)
+    n = len(pred)
+    credit, pairs = 0.0, 0
+    for s in range(0, n, chunk):
+        i = np.arange(s, min(s + chunk, n))
+        dg = np.sign(gold[i, None] - gold[None, :])
+        dp = np.sign(pred[i, None] - pred[None, :])
+        upper = i[:, None] < np.arange(n)[None, :]
+        m = upper & (dg != 0)
+        credit += float(((dp == dg) & m).sum()) + 0.5 * float(((dp == 0) & m).sum())
+        pairs += int(m.sum())
+    return credit / pairs
+
+
+def metrics(pred: np.ndarray, gold: np.ndarray) -> dict:
+    return {
+        "pearson": round(pearson(pred, gold), 4),
+        "spearman": round(spearman(pred, gold), 4),
+        "pairwise_accuracy": round(pairwise_accuracy(pred, gold), 4),
+        "n": len(pred),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------------
+
+
+def vader(texts: list[str]) -> np.ndarray:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    sia = SentimentIntensityAnalyzer()
+    return np.array([sia.polarity_scores(t)["compound"] for t in texts])
+
+
+def one_rater(records: list[hutto2014.RatedSentence], draws: int, seed: int) -> dict:
+    """One random real rating vs the mean of the sentence's other ratings, averaged over ``draws``."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(draws):
+        one, rest = np.empty(len(records)), np.empty(len(records))
+        for k, r in enumerate(records):
+            rs = np.asarray(r.ratings, float)
+            j = rng.integers(len(rs))
+            one[k], rest[k] = rs[j], (rs.sum() - rs[j]) / (len(rs) - 1)
+        runs.append(metrics(one, rest))
+    out = {
+        k: round(float(np.mean([m[k] for m in runs])), 4)
+        for k in ("pearson", "spearman", "pairwise_accuracy")
+    }
+    out["n"] = len(records)
+    out["draws"] = draws
+    out["pearson_sd_over_draws"] = round(float(np.std([m["pearson"] for m in runs])), 4)
+    return out
+
+
+def words(text: str) -> set[str]:
+    return set(WORD.findall(text.lower()))
+
+
+def bow_matrix(texts: list[str], vocab: dict[str, int]):  # noqa: ANN201 - scipy sparse matrix
+    from scipy.sparse import csr_matrix
+
+    rows, cols = [], []
+    for i, t in enumerate(texts):
+        for w in words(t):
+            j = vocab.get(w)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+    return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), len(vocab)))
+
+
+def ridge(x, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:  # noqa: ANN001
+    """``min |y - b - x w|^2 + alpha |w|^2`` (``b`` not penalised) on a sparse ``x``, by LSQR on the
+    implicitly column-centred matrix."""
+    from scipy.sparse.linalg import LinearOperator, lsqr
+
+    mu = np.asarray(x.mean(0)).ravel()
+    n, d = x.shape
+    xc = LinearOperator(
+        (n, d),
+        matvec=lambda v: x @ v - mu @ v,
+        rmatvec=lambda u: x.T @ u - mu * u.sum(),
+        dtype=np.float64,
+    )
+    ym = float(y.mean())
+    w = lsqr(xc, y - ym, damp=math.sqrt(alpha), atol=1e-10, btol=1e-10, iter_lim=5000)[0]
+    return w, ym - float(mu @ w)
+
+
+def bow_ridge(train: list, val: list, test: list) -> tuple[np.ndarray, dict]:
+    """Fit on ``train``, pick the penalty on ``val``; return test predictions and the choice."""
+    df = Counter(w for r in train for w in words(r.text))
+    vocab = {w: i for i, w in enumerate(sorted(w for w, c in df.items() if c >= 2))}
+    xtr, xva, xte = (bow_matrix([r.text for r in s], vocab) for s in (train, val, test))
+    ytr, yva = np.array([r.mean for r in train]), np.array([r.mean for r in val])
+    scores = {}
+    for a in ALPHAS:
+        w, b = ridge(xtr, ytr, a)
+        scores[a] = pearson(xva @ w + b, yva)
+    best = max(scores, key=scores.get)
+    w, b = ridge(xtr, ytr, best)
+    return xte @ w + b, {
+        "alpha": best,
+        "vocabulary": len(vocab),
+        "validation_pearson": round(scores[best], 4),
+    }
+
+
+def rating_table(draws: int, seed: int) -> tuple[dict, dict]:
+    domains, details = {}, {}
+    for d in hutto2014.DOMAINS:
+        train, val, test = (hutto2014.load(d, split=s) for s in hutto2014.SPLITS)
+        gold = np.array([r.mean for r in test])
+        texts = [r.text for r in test]
+        pred_bow, info = bow_ridge(train, val, test)
+        domains[d] = {
+            "vader": metrics(vader(texts), gold),
+            "one_rater": one_rater(test, draws, seed),
+            "bow_ridge": metrics(pred_bow, gold),
+        }
+        details[d] = {
+            "bow_ridge": info,
+            "sizes": {"train": len(train), "validation": len(val), "test": len(test)},
+        }
+    return domains, details
+
+
+# ---------------------------------------------------------------------------------------------------
+# Can the embedded model read real English?
+# ---------------------------------------------------------------------------------------------------
+
+
+def generated_held_out() -> list[str]:
+    """The embedded model's held-out generated documents (the assets README's perplexity set)."""
+    from rlhf_envs.lm.corpus import generate_corpus
+    from rlhf_envs.lm.pretrain import PretrainConfig
+
+    cfg = PretrainConfig()
+    docs = generate_corpus(cfg.n_documents, seed=cfg.seed)
+    return docs[-max(1, int(len(docs) * cfg.held_out_fraction)) :]
+
+
+def tokenizer_stats(texts: list[str], hf) -> dict:  # noqa: ANN001 - a PreTrainedTokenizerFast
+    """How the tokenizer cuts the words (pre-tokens containing a letter) of ``texts``."""
+    backend = hf.backend_tokenizer
+    cache: dict[str, list[str]] = {}
+    occ = Counter()
+    for t in texts:
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(t):
+            if any(c.isalpha() for c in piece):
+                occ[piece] += 1
+    for w in occ:
+        cache[w] = [tok.value for tok in backend.model.tokenize(w)]
+
+    def shares(weight) -> dict:  # noqa: ANN001
+        total = sum(weight(w) for w in occ)
+        n = {w: len(p) for w, p in cache.items()}
+        byte = {w: len(p) >= 2 and any(len(x) == 1 for x in p) for w, p in cache.items()}
+        return {
+            "one_piece": round(sum(weight(w) for w in occ if n[w] == 1) / total, 4),
+            "two_or_three_pieces": round(sum(weight(w) for w in occ if n[w] in (2, 3)) / total, 4),
+            "four_or_more_pieces": round(sum(weight(w) for w in occ if n[w] >= 4) / total, 4),
+            "byte_fallback": round(sum(weight(w) for w in occ if byte[w]) / total, 4),
+            "mean_pieces": round(sum(weight(w) * n[w] for w in occ) / total, 3),
+        }
+
+    return {
+        "words": sum(occ.values()),
+        "distinct_words": len(occ),
+        "per_occurrence": shares(lambda w: occ[w]),
+        "per_distinct_word": shares(lambda w: 1),
+    }
+
+
+def lm_fit(texts: list[str], tok, lm, block: int = 128, batch: int = 64) -> dict:  # noqa: ANN001
+    """Perplexity (the pretraining protocol) and bits per byte of the embedded model on ``texts``."""
+    import torch
+
+    from rlhf_envs.lm.pretrain import pack_blocks
+
+    hf = tok.hf
+    enc = [tok.encode(t) for t in texts]
+    cut = sum(len(e) + 1 > block for e in enc)
+    blocks = pack_blocks(enc, block, tok.pad_id, tok.eos_id)
+    vocab = hf.convert_ids_to_tokens(list(range(len(hf))))
+    special = {tok.pad_id, tok.eos_id}
+    nbytes = torch.tensor([0 if i in special else len(v) for i, v in enumerate(vocab)], dtype=torch.float64)
+    nll, count, byte_total = 0.0, 0, 0.0
+    with torch.no_grad():
+        for s in range(0, len(blocks), batch):
+            x = torch.as_tensor(blocks[s : s + batch])
+            # right padding needs no mask for a causal LM; an all-ones mask says so (same numbers)
+            logp = torch.log_softmax(
+                lm(input_ids=x, attention_mask=torch.ones_like(x)).logits[:, :-1].double(), -1
+            )
+            y = x[:, 1:]
+            m = y != tok.pad_id
+            tok_nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            nll += float(tok_nll[m].sum())
+            count += int(m.sum())
+            byte_total += float(nbytes[y[m]].sum())
+    return {
+        "documents": len(texts),
+        "tokens_scored": count,
+        "documents_cut_at_block": cut,
+        "perplexity": round(math.exp(nll / count), 3),
+        "bits_per_byte": round(nll / math.log(2) / byte_total, 4),
+        "tokens_per_word": round(sum(len(e) for e in enc) / sum(len(t.split()) for t in texts), 3),
+    }
+
+
+def embedded_model() -> dict:
+    import torch
+
+    from rlhf_envs.lm.loading import load_causal_lm, load_tokenizer
+
+    torch.set_num_threads(1)
+    tok, lm = load_tokenizer(), load_causal_lm()
+    gen = generated_held_out()
+    real_train = [r.text for r in hutto2014.load(split="train")]
+    out = {
+        "tokenizer": {
+            "real_train_split": tokenizer_stats(real_train, tok.hf),
+            "generated_held_out": tokenizer_stats(gen, tok.hf),
+        },
+        "perplexity": {"generated_held_out": lm_fit(gen, tok, lm)},
+    }
+    out["tokenizer"]["real_train_split_by_domain"] = {
+        d: tokenizer_stats([r.text for r in hutto2014.load(d, split="train")], tok.hf)["per_occurrence"]
+        for d in hutto2014.DOMAINS
+    }
+    real_test = {d: [r.text for r in hutto2014.load(d, split="test")] for d in hutto2014.DOMAINS}
+    out["perplexity"]["real_test_split"] = lm_fit([t for v in real_test.values() for t in v], tok, lm)
+    out["perplexity"]["real_test_split_by_domain"] = {d: lm_fit(v, tok, lm) for d, v in real_test.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="ratings,model", help="comma-separated: ratings, model")
+    parser.add_argument("--draws", type=int, default=20, help="random draws for one_rater")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    t0 = time.perf_counter()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "meta": {
+            "data": "Hutto & Gilbert (ICWSM 2014), vaderSentiment 3.3.2 sdist, MIT licence",
+            "command": "python -m benchmarks.human_ratings" + (f" {' '.join(argv)}" if argv else ""),
+            "evaluated_on": "test split (fixed, rlhf_envs.data.hutto2014.split_of)",
+            "gold": "published mean rating (one_rater: mean of the sentence's other ratings)",
+            "pairwise_accuracy": "all test pairs of a domain with different crowd means; a tie in the method counts 1/2",
+            "seed": args.seed,
+        }
+    }
+    if "ratings" in parts:
+        result["domains"], result["meta"]["fits"] = rating_table(args.draws, args.seed)
+    if "model" in parts:
+        result["embedded_model"] = embedded_model()
+    result["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
+    (out_dir / "human_ratings.json").write_text(json.dumps(result, indent=1) + "\n")
+    print_summary(result)
+    return result
+
+
+def print_summary(r: dict) -> None:
+    if "domains" in r:
+        print("domain   method      pearson  spearman  pairwise   n")
+        for d, ms in r["domains"].items():
+            for m, v in ms.items():
+                print(
+                    f"{d:8s} {m:10s}  {v['pearson']:.3f}    {v['spearman']:.3f}     {v['pairwise_accuracy']:.3f}  {v['n']}"
+                )
+    if "embedded_model" in r:
+        em = r["embedded_model"]
+        for k, v in em["tokenizer"].items():
+            print("tokenizer", k, json.dumps(v if k.endswith("domain") else v["per_occurrence"]))
+        for k, v in em["perplexity"].items():
+            print("perplexity", k, json.dumps(v))
+    print(f"({r['meta']['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

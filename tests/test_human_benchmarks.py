@@ -1,0 +1,97 @@
+"""The measuring parts of benchmarks/human_calibration.py and benchmarks/human_ratings.py, on synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+
+from benchmarks import human_calibration as cal
+from benchmarks import human_ratings as hr
+from rlhf_envs.data.hutto2014 import RatedSentence
+from rlhf_envs.feedback.recorded import CrowdMean, RecordedRaters, episode_for
+from rlhf_envs.feedback.simulated import RaterConfig, SimulatedHuman
+
+
+def synthetic(n: int = 60, seed: int = 0) -> list[RatedSentence]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        centre = rng.uniform(-3, 3)
+        ratings = tuple(int(x) for x in np.clip(np.rint(centre + rng.normal(0, 1.2, 20)), -4, 4))
+        out.append(RatedSentence("movies", str(i), f"sentence {i}", float(np.mean(ratings)), ratings))
+    return out
+
+
+def test_pairwise_accuracy():
+    gold = np.array([0.0, 1.0, 2.0, 3.0])
+    assert hr.pairwise_accuracy(gold, gold) == 1.0
+    assert hr.pairwise_accuracy(-gold, gold) == 0.0
+    assert hr.pairwise_accuracy(np.zeros(4), gold) == 0.5
+    # one of six pairs swapped; a pair tied in gold is left out
+    assert hr.pairwise_accuracy(np.array([0.0, 2.0, 1.0, 3.0]), gold) == pytest.approx(5 / 6)
+    assert hr.pairwise_accuracy(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.0, 1.0])) == 1.0
+    assert hr.pairwise_accuracy(np.arange(1000.0), np.arange(1000.0), chunk=7) == 1.0
+
+
+def test_ridge_matches_the_closed_form_with_an_unpenalised_intercept():
+    rng = np.random.default_rng(0)
+    x = (rng.random((80, 15)) < 0.3).astype(float)
+    y = x @ rng.normal(size=15) + 2.0 + rng.normal(0, 0.1, 80)
+    w, b = hr.ridge(csr_matrix(x), y, alpha=3.0)
+    xc = x - x.mean(0)
+    w_ref = np.linalg.solve(xc.T @ xc + 3.0 * np.eye(15), xc.T @ (y - y.mean()))
+    assert np.allclose(w, w_ref, atol=1e-6)
+    assert b == pytest.approx(y.mean() - x.mean(0) @ w_ref, abs=1e-6)
+
+
+def test_exact_outcome_shares_match_recorded_raters():
+    recs = synthetic()
+    pairs = cal.domain_pairs(recs, 3000, seed=0, domain="movies")
+    eps = [episode_for(r) for r in recs]
+    labels = (
+        RecordedRaters(recs, seed=1)
+        .compare([eps[i] for i in pairs["hi"]], [eps[i] for i in pairs["lo"]])
+        .labels
+    )
+    mc = cal.one_hot(labels).mean(0)
+    assert np.allclose(mc, pairs["real"].mean(0), atol=0.02)
+    assert (pairs["gap"] > 0).all() and np.allclose(pairs["real"].sum(1), 1.0)
+
+
+def test_analytic_rater_model_is_what_simulated_human_does():
+    recs = synthetic()
+    pairs = cal.domain_pairs(recs, 4000, seed=0, domain="movies")
+    cfg = RaterConfig(rationality=5.0, mistake_rate=0.1, equal=0.05, skip=-0.2)
+    eps = [episode_for(r) for r in recs]
+    human = SimulatedHuman(CrowdMean(recs), cfg, seed=3, scale=cal.SCALE)
+    mc = cal.one_hot(human.compare([eps[i] for i in pairs["hi"]], [eps[i] for i in pairs["lo"]]).labels)
+    model = cal.model_outcomes(pairs, cfg.rationality, cfg.mistake_rate, cfg.equal, cfg.skip)
+    assert np.allclose(mc.mean(0), model.mean(0), atol=0.02)
+    assert model[:, 1].mean() > 0.01 and model[:, 3].mean() > 0.01  # ties and skips both exercised
+
+
+def test_label_fit_recovers_a_known_rater():
+    """Pairs answered by a known Boltzmann rater (with mistakes): the fit finds its parameters."""
+    rng = np.random.default_rng(0)
+    gap = rng.uniform(0.01, 4, 20000)
+    p = 1 / (1 + np.exp(-6.0 * gap / cal.SCALE))
+    q = 0.95 * p + 0.05 * (1 - p)
+    pairs = {"gap": gap, "u_hi": gap, "u_lo": np.zeros_like(gap)}
+    pairs["real"] = np.stack([q, np.zeros_like(q), 1 - q, np.zeros_like(q)], 1)
+    cal.finish(pairs)
+    fit = cal.fit_label_ml(pairs)
+    assert fit["beta"] == pytest.approx(6.0, rel=0.01) and fit["epsilon"] == pytest.approx(0.05, abs=0.002)
+
+
+def test_crowd_2014_preset_is_the_committed_fit():
+    import json
+    from pathlib import Path
+
+    from rlhf_envs.feedback.simulated import preset
+
+    fit = json.loads((Path(cal.__file__).parent / "results" / "human_calibration.json").read_text())[
+        "crowd_2014"
+    ]
+    params = cal.rater_params(preset("crowd-2014"))
+    assert (params["beta"], params["epsilon"], params["equal"]) == (fit["beta"], fit["epsilon"], fit["equal"])
