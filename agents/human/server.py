@@ -192,6 +192,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "rlhf-envs-rating"
     sys_version = ""
     timeout = 60
+    disable_nagle_algorithm = True  # headers and body go out without waiting for a delayed ACK
 
     # -- plumbing -------------------------------------------------------------------------------------
 

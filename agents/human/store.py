@@ -252,6 +252,16 @@ class Lease:
         return c[::-1] if self.swapped and len(c) == 2 else c
 
 
+@dataclass
+class _Pending:
+    """An answer waiting for the group commit."""
+
+    args: tuple
+    done: bool = False
+    result: tuple[int, bool] | None = None
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class Session:
     token: str
@@ -306,6 +316,8 @@ class LabelStore:
         self.busy_timeout = float(busy_timeout)
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue(maxsize=pool_size)
         self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Pending] = []
         self._closed = False
         c = self._open()
         try:
@@ -362,17 +374,29 @@ class LabelStore:
                 c.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction: one writer per process at a time, ``BEGIN IMMEDIATE`` across processes;
-        committed (and, with synchronous=FULL, synced) when the block ends without an exception."""
+        committed (and, with synchronous=FULL, synced) when the block ends without an exception.
+
+        ``durable=False`` commits with ``synchronous=NORMAL`` (no sync of its own): for leases and
+        sessions, whose loss on a power cut costs nothing (a lease returns its query to the pool). WAL
+        frames are appended in order, so the next durable commit syncs them too; a killed process
+        loses neither kind (the data is in the operating system's cache).
+        """
         with self._write_lock, self._conn() as c:
-            c.execute("BEGIN IMMEDIATE")
+            if not durable and self.synchronous != "NORMAL":
+                c.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield c
-            except BaseException:
-                c.rollback()
-                raise
-            c.commit()
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                except BaseException:
+                    c.rollback()
+                    raise
+                c.commit()
+            finally:
+                if not durable and self.synchronous != "NORMAL":
+                    c.execute(f"PRAGMA synchronous={self.synchronous}")
 
     def close(self) -> None:
         """Close every pooled connection (the file stays; nothing is lost: every write committed)."""
@@ -654,7 +678,7 @@ class LabelStore:
     def create_session(self) -> Session:
         """A new anonymous browser session with its own CSRF token."""
         s = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24), None, None)
-        with self._write() as c:
+        with self._write(durable=False) as c:
             c.execute(
                 "INSERT INTO sessions(token, csrf, rater_id, created) VALUES (?, ?, NULL, ?)",
                 (s.token, s.csrf, time.time()),
@@ -727,7 +751,7 @@ class LabelStore:
         ex_sql = f" AND q.id NOT IN ({','.join('?' * len(ex))})" if ex else ""
         exp_sql = " AND e.name = ?" if experiment is not None else ""
         exp_args = [experiment] if experiment is not None else []
-        with self._write() as c:
+        with self._write(durable=False) as c:
             row = c.execute(
                 "SELECT q.id FROM assignments a JOIN queries q ON q.id = a.query_id "
                 "JOIN experiments e ON e.id = q.experiment_id "
@@ -794,73 +818,128 @@ class LabelStore:
             if not isinstance(seconds, int | float) or not (0 <= float(seconds) < 1e7):
                 raise AnswerError(f"seconds must be a number in [0, 1e7), got {seconds!r}")
             seconds = float(seconds)
-        now = time.time()
-        with self._write() as c:
-            q = c.execute(
-                "SELECT kind, n_labels, raters_needed FROM queries WHERE id = ?", (int(query_id),)
-            ).fetchone()
-            if q is None:
-                raise UnknownQueryError(f"no query with id {query_id}")
-            kind = q["kind"]
-            choice, rating, marks = _check_answer(
-                kind, choice, rating, marks, q_tokens=self._n_tokens(c, query_id)
-            )
-            a = c.execute(
-                "SELECT swapped, issued FROM assignments WHERE query_id = ? AND rater_id = ?",
-                (int(query_id), int(rater_id)),
-            ).fetchone()
-            if a is None and shown:
-                raise NotAssignedError(f"query {query_id} was not given to this rater; fetch it first")
-            swapped = int(a["swapped"]) if a is not None else 0
-            old = c.execute(
-                "SELECT id, choice, rating FROM labels WHERE query_id = ? AND rater_id = ?",
-                (int(query_id), int(rater_id)),
-            ).fetchone()
-            if old is not None:
-                old_marks = {
-                    int(r[0]): int(r[1])
-                    for r in c.execute(
-                        "SELECT token_index, mark FROM token_marks WHERE label_id = ?", (old["id"],)
+        req = _Pending((int(rater_id), int(query_id), choice, rating, marks, seconds, bool(shown)))
+        with self._pending_lock:
+            self._pending.append(req)
+        # Group commit: whoever holds the write lock next stores every answer waiting by then in one
+        # transaction (one sync); each answer has its own savepoint, so a refused one does not undo
+        # the others. Nobody returns before the COMMIT that holds its answer has returned.
+        with self._write_lock:
+            if not req.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_batch(batch)
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return req.result
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Store ``batch`` in one transaction (the caller holds ``_write_lock``)."""
+        try:
+            with self._conn() as c:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    for req in batch:
+                        c.execute("SAVEPOINT answer")
+                        try:
+                            req.result = self._submit_in(c, *req.args)
+                        except Exception as e:
+                            req.error = e
+                            c.execute("ROLLBACK TO answer")
+                        c.execute("RELEASE answer")
+                except BaseException:
+                    c.rollback()
+                    raise
+                c.commit()
+        except Exception as e:  # the commit failed: no answer of the batch is stored or acknowledged
+            for req in batch:
+                req.result, req.error = None, e
+        finally:
+            for req in batch:
+                if req.result is None and req.error is None:
+                    req.error = StoreError(
+                        "the answer was not stored (the write was interrupted); send it again"
                     )
-                }
-                if (old["choice"], old["rating"], old_marks) == (choice, rating, marks):
-                    return int(old["id"]), True
-                raise AlreadyAnsweredError(
-                    f"query {query_id} was already answered by this rater ({old['choice'] or old['rating']}); "
-                    "answers cannot be changed"
+                req.done = True
+
+    def _submit_in(
+        self,
+        c: sqlite3.Connection,
+        rater_id: int,
+        query_id: int,
+        choice: str | None,
+        rating: int | None,
+        marks: dict[int, int] | None,
+        seconds: float | None,
+        shown: bool,
+    ) -> tuple[int, bool]:
+        now = time.time()
+        q = c.execute(
+            "SELECT kind, n_labels, raters_needed FROM queries WHERE id = ?", (int(query_id),)
+        ).fetchone()
+        if q is None:
+            raise UnknownQueryError(f"no query with id {query_id}")
+        kind = q["kind"]
+        choice, rating, marks = _check_answer(
+            kind, choice, rating, marks, q_tokens=self._n_tokens(c, query_id)
+        )
+        a = c.execute(
+            "SELECT swapped, issued FROM assignments WHERE query_id = ? AND rater_id = ?",
+            (int(query_id), int(rater_id)),
+        ).fetchone()
+        if a is None and shown:
+            raise NotAssignedError(f"query {query_id} was not given to this rater; fetch it first")
+        swapped = int(a["swapped"]) if a is not None else 0
+        old = c.execute(
+            "SELECT id, choice, rating FROM labels WHERE query_id = ? AND rater_id = ?",
+            (int(query_id), int(rater_id)),
+        ).fetchone()
+        if old is not None:
+            old_marks = {
+                int(r[0]): int(r[1])
+                for r in c.execute(
+                    "SELECT token_index, mark FROM token_marks WHERE label_id = ?", (old["id"],)
                 )
-            lid = int(
-                c.execute(
-                    "INSERT INTO labels(query_id, rater_id, choice, rating, swapped, seconds, lease_seconds, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        int(query_id),
-                        int(rater_id),
-                        choice,
-                        rating,
-                        swapped,
-                        seconds,
-                        None if a is None else now - float(a["issued"]),
-                        now,
-                    ),
-                ).lastrowid
+            }
+            if (old["choice"], old["rating"], old_marks) == (choice, rating, marks):
+                return int(old["id"]), True
+            raise AlreadyAnsweredError(
+                f"query {query_id} was already answered by this rater ({old['choice'] or old['rating']}); "
+                "answers cannot be changed"
             )
-            if marks:
-                c.executemany(
-                    "INSERT INTO token_marks(label_id, token_index, mark) VALUES (?, ?, ?)",
-                    [(lid, i, m) for i, m in sorted(marks.items())],
-                )
-            n = int(q["n_labels"]) + 1
+        lid = int(
             c.execute(
-                "UPDATE queries SET n_labels = ?, open = CASE WHEN ? >= raters_needed THEN 0 ELSE open END "
-                "WHERE id = ?",
-                (n, n, int(query_id)),
+                "INSERT INTO labels(query_id, rater_id, choice, rating, swapped, seconds, lease_seconds, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    int(query_id),
+                    int(rater_id),
+                    choice,
+                    rating,
+                    swapped,
+                    seconds,
+                    None if a is None else now - float(a["issued"]),
+                    now,
+                ),
+            ).lastrowid
+        )
+        if marks:
+            c.executemany(
+                "INSERT INTO token_marks(label_id, token_index, mark) VALUES (?, ?, ?)",
+                [(lid, i, m) for i, m in sorted(marks.items())],
             )
-            if a is not None:
-                c.execute(
-                    "UPDATE assignments SET state = 'done' WHERE query_id = ? AND rater_id = ?",
-                    (int(query_id), int(rater_id)),
-                )
+        n = int(q["n_labels"]) + 1
+        c.execute(
+            "UPDATE queries SET n_labels = ?, open = CASE WHEN ? >= raters_needed THEN 0 ELSE open END "
+            "WHERE id = ?",
+            (n, n, int(query_id)),
+        )
+        if a is not None:
+            c.execute(
+                "UPDATE assignments SET state = 'done' WHERE query_id = ? AND rater_id = ?",
+                (int(query_id), int(rater_id)),
+            )
         return lid, False
 
     @staticmethod
