@@ -328,9 +328,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def _check_post(self) -> Any:
         """The CSRF gate of every state-changing request; returns the session."""
-        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise HTTPError(415, "Content-Type must be application/json")
         origin = self.headers.get("Origin")
         host = self.headers.get("Host")
         if origin is not None and (host is None or urlsplit(origin).netloc != host):
@@ -343,6 +340,9 @@ class Handler(BaseHTTPRequestHandler):
         given = self.headers.get("X-CSRF-Token", "")
         if not given or not hmac.compare_digest(given.encode(), s.csrf.encode()):
             raise HTTPError(403, "missing or wrong CSRF token (X-CSRF-Token header)")
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
         return s
 
     # -- routes ---------------------------------------------------------------------------------------
