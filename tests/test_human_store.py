@@ -255,3 +255,25 @@ def test_threads_and_another_process_share_the_store(tmp_path):
     answered = [q for qs in got.values() for q in qs]
     assert len(answered) == len(set(answered)) == 100
     store.close()
+
+
+def test_group_commit_keeps_good_answers_when_one_in_the_batch_is_refused(store):
+    ids = store.enqueue_many("e", [pair(i) for i in range(40)], raters=1)
+    r = store.rater_id("ann")
+    results: dict[int, object] = {}
+
+    def answer(qid: int) -> None:
+        try:  # every fifth answer is invalid and must not take the others down with it
+            results[qid] = store.submit(r, qid, choice="C" if qid % 5 == 0 else "A", shown=False)
+        except AnswerError as e:
+            results[qid] = e
+
+    threads = [threading.Thread(target=answer, args=(q,)) for q in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [q for q in ids if q % 5 == 0]
+    assert all(isinstance(results[q], AnswerError) for q in bad)
+    assert all(results[q] == (results[q][0], False) for q in ids if q not in bad)
+    assert sorted(a.query_id for a in store.answers()) == [q for q in ids if q not in bad]

@@ -612,12 +612,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default=None, help="serve only this experiment's queries")
     p.add_argument("--guidelines", default=None, help="guidelines file for --experiment (read at start)")
     p.add_argument("--raters", type=int, default=None, help="raters per query for --experiment")
+    p.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="SQLite sync per answer: FULL (default; on disk before the acknowledgement, even across a power "
+        "loss) or NORMAL (survives a killed server, may lose the last answers on a power loss)",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request")
 
 
 def serve(args: argparse.Namespace) -> int:
     """Start the server from parsed :func:`add_serve_arguments` options; runs until SIGINT/SIGTERM."""
-    store = LabelStore(args.db)
+    store = LabelStore(args.db, synchronous=getattr(args, "synchronous", "FULL"))
     if args.guidelines is not None or args.raters is not None:
         if args.experiment is None:
             raise ConfigError("--guidelines and --raters need --experiment NAME")
