@@ -117,6 +117,7 @@ def test_leases_give_concurrent_raters_different_work_and_expire(store):
     lc = store.next_for(cat, exclude=[], lease_seconds=60)
     assert lc.query_id not in (la.query_id, lb.query_id)
     assert store.next_for(cat, exclude=[lc.query_id]) is None  # every slot is leased
+    assert store.progress(cat)["waiting"] == 1  # only the query cat holds; leased ones do not count
     time.sleep(0.3)  # bob's lease expires: his query returns to the pool
     assert store.next_for(cat, exclude=[lc.query_id]).query_id == lb.query_id
     # A late answer from bob is still kept (a person's answer is never thrown away).

@@ -963,8 +963,9 @@ class LabelStore:
             return bool(a[0])
 
     def progress(self, rater_id: int | None = None) -> dict[str, int]:
-        """``answered`` (by this rater), ``waiting`` (open queries this rater could still answer),
-        ``open`` (open queries in all), ``labels`` (answers in all)."""
+        """``answered`` (by this rater), ``waiting`` (open queries this rater can be given now: not
+        answered by them, with a slot not leased to someone else), ``open`` (open queries in all),
+        ``labels`` (answers in all)."""
         with self._conn() as c:
             out = {
                 "open": int(c.execute("SELECT COUNT(*) FROM queries WHERE open = 1").fetchone()[0]),
@@ -979,8 +980,10 @@ class LabelStore:
                 out["waiting"] = int(
                     c.execute(
                         "SELECT COUNT(*) FROM queries q WHERE q.open = 1 AND NOT EXISTS "
-                        "(SELECT 1 FROM labels l WHERE l.query_id = q.id AND l.rater_id = ?)",
-                        (rater_id,),
+                        "(SELECT 1 FROM labels l WHERE l.query_id = q.id AND l.rater_id = ?) "
+                        "AND q.n_labels + (SELECT COUNT(*) FROM assignments a WHERE a.query_id = q.id "
+                        "  AND a.state = 'open' AND a.expires > ? AND a.rater_id <> ?) < q.raters_needed",
+                        (rater_id, time.time(), rater_id),
                     ).fetchone()[0]
                 )
         return out
