@@ -188,6 +188,9 @@ def test_csrf_a_post_without_the_sessions_token_is_refused(server, store):
     status, data, _ = c.request("POST", "/api/submit", body, headers={"X-CSRF-Token": other.csrf})
     assert status == 403
     assert store.answers() == []
+    # Fetching the next query leases it (a state change): a cross-site <img src=/api/next> has no token.
+    status, data, _ = c.request("GET", "/api/next", headers={"X-CSRF-Token": ""})
+    assert status == 403 and "CSRF" in data["error"]
     assert c.submit(q["id"], choice="left")["ok"]  # the right token, same origin: accepted
     status, _, _ = c.request("POST", "/api/submit", body, headers={"Origin": server.url.rstrip("/")})
     assert status == 200

@@ -61,7 +61,7 @@ class RaterClient:
         if body is not None:
             data = json.dumps(body).encode()
             h["Content-Type"] = "application/json"
-        if method == "POST" and self.csrf and "X-CSRF-Token" not in (headers or {}):
+        if self.csrf and "X-CSRF-Token" not in (headers or {}):
             h["X-CSRF-Token"] = self.csrf
         h.update(headers or {})
         for attempt in range(2):

@@ -14,7 +14,8 @@ URLs (stable; scripts may rely on them):
 - ``GET /healthz`` ``{"status": "ok", ...}``;
 - ``GET /api/session`` ``{"csrf": ..., "rater": ...}`` (creates the session cookie if missing);
 - ``POST /api/login`` ``{"name": ...}``, ``POST /api/logout``;
-- ``GET /api/next?exclude=1,2`` the next query leased to this rater (or ``null``) and progress;
+- ``GET /api/next?exclude=1,2`` the next query leased to this rater (or ``null``) and progress
+  (it leases, so it needs the CSRF token header like a ``POST``);
 - ``POST /api/submit`` ``{"query_id": n, "choice": "left"|"right"|"tie"|"skip"}`` (pairwise),
   ``{"query_id": n, "rating": 1-5}`` or ``{"query_id": n, "marks": {"3": 1, "4": -1}}``, optional
   ``"seconds"``; the answer is committed to disk before the response is sent;
@@ -42,6 +43,7 @@ import math
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -158,7 +160,7 @@ class RatingServer(ThreadingHTTPServer):
         self.pages = {p: _static_bytes(f) for p, f in PAGES.items()}
         self.static = {f: _static_bytes(f) for f in STATIC_FILES}
         if ":" in host:
-            self.address_family = __import__("socket").AF_INET6
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self._thread: threading.Thread | None = None
 
@@ -381,7 +383,7 @@ class Handler(BaseHTTPRequestHandler):
             if r == "/api/session":
                 s = self._session(create=True)
                 return 200, "application/json", _json({"csrf": s.csrf, "rater": s.rater}), {}
-            if r == "/api/next":
+            if r == "/api/next":  # it leases a query: a state change, so it needs the token too
                 return 200, "application/json", _json(self._next()), {}
             if r == "/api/progress":
                 s = self._rater_session()
@@ -418,6 +420,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _next(self) -> dict[str, Any]:
         s = self._rater_session()
+        given = self.headers.get("X-CSRF-Token", "")
+        if not given or not hmac.compare_digest(given.encode(), s.csrf.encode()):
+            raise HTTPError(403, "missing or wrong CSRF token (X-CSRF-Token header)")
         ex_raw = ",".join(self.query.get("exclude", []))
         try:
             exclude = [int(x) for x in ex_raw.split(",") if x.strip()]

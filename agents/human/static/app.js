@@ -29,9 +29,9 @@
 
   async function api(method, path, body) {
     const opt = { method, headers: {}, credentials: "same-origin", cache: "no-store" };
+    if (csrf) opt.headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) {
       opt.headers["Content-Type"] = "application/json";
-      opt.headers["X-CSRF-Token"] = csrf;
       opt.body = JSON.stringify(body);
     }
     let r;
