@@ -637,7 +637,8 @@ def serve(args: argparse.Namespace) -> int:
             args.experiment, guidelines_file=args.guidelines, raters_per_query=args.raters
         )
     admin = args.admin_token
-    if args.allow_remote and not admin and not is_loopback(args.host):
+    generated = args.allow_remote and not admin and not is_loopback(args.host)
+    if generated:
         admin = secrets.token_urlsafe(16)
     srv = RatingServer(
         store,
@@ -651,7 +652,7 @@ def serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     print(f"rating page: {srv.url}", flush=True)
-    print(f"admin page:  {srv.url}admin{'?key=' + admin if admin else ''}", flush=True)
+    print(f"admin page:  {srv.url}admin{'?key=' + admin if generated else ''}", flush=True)
     print(f"database:    {args.db} (WAL, synchronous={store.synchronous})", flush=True)
 
     def stop(*_: Any) -> None:
@@ -709,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return serve(args)
-    except ConfigError as e:
+    except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -368,10 +368,13 @@ class LabelStore:
         finally:
             if c.in_transaction:
                 c.rollback()
-            try:
-                self._pool.put_nowait(c)
-            except queue.Full:
+            if self._closed:
                 c.close()
+            else:
+                try:
+                    self._pool.put_nowait(c)
+                except queue.Full:
+                    c.close()
 
     @contextlib.contextmanager
     def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
