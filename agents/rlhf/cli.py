@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from agents.human.cli import add_web_human_arguments, web_human_from_args
 from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig
 from agents.rlhf.humans import TerminalHuman
 from agents.rlhf.persistence import STATE_FILE
@@ -31,9 +32,16 @@ def add_rlhf_parser(sub: Any) -> None:
     p.add_argument("--rater", default=d.rater, help="simulated rater preset (Oracle, Stoc, Mistake, ...)")
     p.add_argument("--ppo-tokens", type=int, default=d.ppo_tokens_per_round, help="PPO tokens per round")
     p.add_argument("--members", type=int, default=d.n_members, help="reward-model ensemble size")
-    p.add_argument("--human", choices=("simulated", "terminal"), default="simulated")
+    p.add_argument(
+        "--human",
+        choices=("simulated", "terminal", "web"),
+        default="simulated",
+        help="who answers: the simulated rater, a person at this terminal, or people on the rating page "
+        "(`rlhf-envs human serve --db ...`)",
+    )
     p.add_argument("--out", default="runs/rlhf", help="run directory (rounds are saved; reruns resume)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_web_human_arguments(p)
     p.set_defaults(func=cmd_rlhf)
 
 
@@ -57,7 +65,11 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
         n_members=args.members,
         seed=args.seed,
     )
-    human = TerminalHuman(max_queries=args.budget, seed=args.seed) if args.human == "terminal" else None
+    human = None
+    if args.human == "terminal":
+        human = TerminalHuman(max_queries=args.budget, seed=args.seed)
+    elif args.human == "web":
+        human = web_human_from_args(args, max_queries=args.budget)
     loop = RLHFLoop(cfg, human=human, run_dir=args.out, verbose=True)
     if loop.rounds_done:
         print(f"resuming {args.out} after round {loop.rounds_done - 1}")
