@@ -12,8 +12,9 @@ with ``<name>`` one of ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` (:func:`agent
 ``--set key=value`` passes any further option (values parsed as JSON when they parse, else kept as
 strings): the custom agents' config fields, or the SB3 class's constructor arguments and
 ``train_baseline``'s keywords. ``--preset NAME`` starts from a named preset of
-:mod:`agents.presets` for the algorithm (``--set`` and ``--n-envs`` override it). After training the command evaluates the policy, prints one JSON
-line of results and, with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
+:mod:`agents.presets` for the algorithm (``--set`` and ``--n-envs`` override it). After training
+the command evaluates the policy, prints one JSON line of results (with the preset's name) and,
+with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
 
 Wire it into ``rlhf_envs.cli.build_parser`` with ``add_train_parser(sub)``.
 """

@@ -273,14 +273,9 @@ _add(
     exploration_fraction=0.3,
     exploration_final_eps=0.05,
 )
-_add(
-    "sb3-lm-ppo",
-    ("sb3-ppo", "sb3-maskable_ppo"),
-    """train_baseline's PPO / MaskablePPO on language tasks when no preset is named: TRL-like
-    settings (lr 1e-5, gamma 1, vf_coef 0.1, no entropy bonus, clip 1.0), small batches for a CPU.""",
+#: TRL-like optimiser settings of the SB3 baselines on language tasks (small batches for a CPU)
+_SB3_LM: dict[str, Any] = dict(
     n_steps=24,
-    batch_size=96,
-    n_epochs=4,
     learning_rate=1e-5,
     gamma=1.0,
     gae_lambda=0.95,
@@ -289,16 +284,19 @@ _add(
     max_grad_norm=1.0,
 )
 _add(
+    "sb3-lm-ppo",
+    ("sb3-ppo", "sb3-maskable_ppo"),
+    """train_baseline's PPO / MaskablePPO on language tasks when no preset is named: TRL-like
+    settings (lr 1e-5, gamma 1, vf_coef 0.1, no entropy bonus, clip 1.0), small batches for a CPU.""",
+    **_SB3_LM,
+    batch_size=96,
+    n_epochs=4,
+)
+_add(
     "sb3-lm-a2c",
     ("sb3-a2c",),
     """train_baseline's A2C on language tasks when no preset is named (sb3-lm-ppo's optimiser settings).""",
-    n_steps=24,
-    learning_rate=1e-5,
-    gamma=1.0,
-    gae_lambda=0.95,
-    ent_coef=0.0,
-    vf_coef=0.1,
-    max_grad_norm=1.0,
+    **_SB3_LM,
 )
 _add(
     "sb3-toy-fast-ppo",
