@@ -5,13 +5,16 @@
     rlhf-envs train --algo sb3-ppo --env RLHF/Copy-v0 --steps 100000 --seed 0
     rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 100000 --seed 0       # custom PPO
     rlhf-envs train --algo sb3-maskable_ppo --env RLHF/Sentiment-v0 --steps 20000 --set n_steps=16
+    rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 200000 --preset toy-copy  # a named preset
 
 ``--algo`` is ``ppo``, ``reinforce`` or ``a2c`` (the custom agents in :mod:`agents`) or ``sb3-<name>``
 with ``<name>`` one of ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` (:func:`agents.sb3.train_baseline`).
 ``--set key=value`` passes any further option (values parsed as JSON when they parse, else kept as
 strings): the custom agents' config fields, or the SB3 class's constructor arguments and
-``train_baseline``'s keywords. After training the command evaluates the policy, prints one JSON
-line of results and, with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
+``train_baseline``'s keywords. ``--preset NAME`` starts from a named preset of
+:mod:`agents.presets` for the algorithm (``--set`` and ``--n-envs`` override it). After training
+the command evaluates the policy, prints one JSON line of results (with the preset's name) and,
+with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
 
 Wire it into ``rlhf_envs.cli.build_parser`` with ``add_train_parser(sub)``.
 """
@@ -88,12 +91,22 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
             opts.setdefault("n_envs", args.n_envs)
         if args.log_dir is not None:
             opts.setdefault("log_dir", args.log_dir)
+        if args.preset is not None:
+            opts["preset"] = args.preset
         if _is_language(args.env):
             from rlhf_envs.lm.loading import resolve_model_path
 
-            opts.setdefault("policy", "lm")
-            opts.setdefault("model", resolve_model_path(None))
+            preset = {}
+            if args.preset is not None:
+                from agents.presets import get_preset
+
+                preset = get_preset(args.preset, algo)
+            else:
+                opts.setdefault("policy", "lm")
+            if opts.get("policy", preset.get("policy")) == "lm" and "model" not in preset:
+                opts.setdefault("model", resolve_model_path(None))
         agent = cls(args.env, seed=args.seed, **opts)
+        result["preset"] = agent.config.preset
         t0 = time.perf_counter()
         agent.learn(args.steps, progress_bar=args.progress_bar)
         result["train_seconds"] = time.perf_counter() - t0
@@ -119,9 +132,17 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         kw.setdefault("tensorboard_log", args.log_dir)
         kw.setdefault("monitor_dir", args.log_dir)
     model = train_baseline(
-        name, args.env, args.steps, args.seed, progress_bar=args.progress_bar, save_path=args.save, **kw
+        name,
+        args.env,
+        args.steps,
+        args.seed,
+        preset=args.preset,
+        progress_bar=args.progress_bar,
+        save_path=args.save,
+        **kw,
     )
     result["algo"] = f"sb3-{name}"
+    result["preset"] = model.train_config["preset"]
     result["train_seconds"] = model.train_seconds
     if args.eval_episodes > 0:
         eval_kw = {k: kw[k] for k in ("env_kwargs", "top_p", "top_k", "mask") if k in kw}
@@ -163,6 +184,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--log-dir", default=None, help="TensorBoard / monitor / progress.csv directory")
     p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a named preset of agents.presets for the algorithm (e.g. toy-copy, lm-default, sb3-toy-fast-ppo); "
+        "--set overrides it",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra option (repeatable)")
     p.set_defaults(func=_cmd_train)
     return p

@@ -2,8 +2,12 @@
 
 ``PPO(env, seed=0, **config)`` builds a :class:`PPOConfig` from the keyword arguments, so the
 fields below are the agent's keyword arguments. Unknown keywords raise a :class:`ConfigError` that
-lists the allowed ones. Language-model policies (``policy="lm"``) start from the ``LM_DEFAULTS`` of
-the class (the lm-human-preferences / TRL settings) for every field the caller did not set.
+lists the allowed ones. ``preset="name"`` starts from a named preset of :mod:`agents.presets`
+(``PPO(env, seed=0, preset="lm-sentiment-demo", learning_rate=3e-5)``: keyword arguments override
+the preset, the preset overrides the class defaults). Language-model policies (``policy="lm"``)
+with no preset start from the class's ``LM_PRESET`` (``"lm-default"`` for PPO: the
+lm-human-preferences / TRL settings) for every field the caller did not set. Each field is
+documented once, here; the presets only name values.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agents.presets import get_preset
 from rlhf_envs.errors import ConfigError
 
 
@@ -114,9 +119,15 @@ class OnPolicyConfig:
     #: weights, optimiser and generators, and a resumed run repeats the uninterrupted one exactly
     #: (running episodes are cut there and bootstrapped like time-limit truncations).
     checkpoint_every: int = 10
+    #: the named preset (:mod:`agents.presets`) the other fields started from, recorded with every
+    #: checkpoint and result; ``None``: the class defaults. ``policy="lm"`` without a preset records
+    #: the class's ``LM_PRESET``.
+    preset: str | None = None
 
-    #: fields whose defaults differ for ``policy="lm"`` (applied only when not given explicitly)
-    LM_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: the algorithm a preset must be for (:data:`agents.presets.ALGOS`); ``None`` accepts any
+    ALGO: ClassVar[str | None] = None
+    #: the preset applied when ``policy="lm"`` and no preset is named
+    LM_PRESET: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -165,7 +176,11 @@ class OnPolicyConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> OnPolicyConfig:
-        """Build the config from agent keyword arguments (LM preset applied for ``policy="lm"``)."""
+        """Build the config from agent keyword arguments.
+
+        Order: the class defaults, then the preset (``preset=`` or, for ``policy="lm"`` without
+        one, the class's ``LM_PRESET``), then the other keyword arguments.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
@@ -173,9 +188,19 @@ class OnPolicyConfig:
                 f"unknown {cls.__name__} option(s): {', '.join(map(repr, unknown))}; "
                 f"allowed: {', '.join(sorted(names))}"
             )
-        if kwargs.get("policy") == "lm":
-            kwargs = {**cls.LM_DEFAULTS, **kwargs}
-        return cls(**kwargs)
+        name = kwargs.pop("preset", None)
+        if name is None and kwargs.get("policy") == "lm":
+            name = cls.LM_PRESET
+        values: dict[str, Any] = {}
+        if name is not None:
+            values = get_preset(name, cls.ALGO)
+            bad = sorted(set(values) - names)
+            if bad:
+                raise ConfigError(
+                    f"preset {name!r} sets option(s) {', '.join(map(repr, bad))} that {cls.__name__} "
+                    "does not have"
+                )
+        return cls(**{**values, **kwargs, "preset": name})
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the settings (a model instance is recorded by its class name only)."""
@@ -188,28 +213,13 @@ class OnPolicyConfig:
         return out
 
 
-_LM_COMMON: dict[str, Any] = {
-    "n_envs": 64,
-    "gamma": 1.0,
-    "gae_lambda": 0.95,
-    "learning_rate": 1e-5,
-    "anneal_lr": False,
-    "ent_coef": 0.0,
-    "vf_coef": 0.1,
-    "norm_adv": "batch",
-    "max_grad_norm": 1.0,
-    "kl_coef": 0.05,
-}
-
-
 @dataclass
 class PPOConfig(OnPolicyConfig):
     """PPO: clipped surrogate over ``n_epochs`` passes of shuffled minibatches.
 
     Defaults are CleanRL's CartPole settings (4 envs x 128 steps, 4 epochs x 4 minibatches, clip
-    0.2, entropy 0.01). With ``policy="lm"`` the defaults become lm-human-preferences / TRL's:
-    64 episodes per batch, gamma 1, lambda 0.95, whitened advantages, value clip 0.2, 4 epochs,
-    vf_coef 0.1, lr 1e-5 and a fixed KL coefficient 0.05.
+    0.2, entropy 0.01). With ``policy="lm"`` and no preset they become the ``"lm-default"`` preset
+    (lm-human-preferences / TRL's settings, see :mod:`agents.presets`).
     """
 
     #: optimisation passes over each rollout
@@ -224,7 +234,9 @@ class PPOConfig(OnPolicyConfig):
     clip_range_vf: float | None = 0.2
     #: stop the epoch loop early when the k3 approx-KL exceeds this; ``None`` disables it
     target_kl: float | None = None
-    LM_DEFAULTS: ClassVar[dict[str, Any]] = {**_LM_COMMON, "n_minibatches": 4, "n_epochs": 4}
+
+    ALGO: ClassVar[str | None] = "ppo"
+    LM_PRESET: ClassVar[str | None] = "lm-default"
 
     def validate(self) -> None:
         super().validate()
@@ -253,7 +265,8 @@ class A2CConfig(OnPolicyConfig):
     anneal_lr: bool = False
     checkpoint_every: int = 100
 
-    LM_DEFAULTS: ClassVar[dict[str, Any]] = dict(_LM_COMMON)
+    ALGO: ClassVar[str | None] = "a2c"
+    LM_PRESET: ClassVar[str | None] = "lm-default-a2c"
 
 
 @dataclass
@@ -272,4 +285,5 @@ class REINFORCEConfig(OnPolicyConfig):
     norm_adv: str = "batch"
     anneal_lr: bool = False
 
-    LM_DEFAULTS: ClassVar[dict[str, Any]] = {**_LM_COMMON, "gae_lambda": 1.0}
+    ALGO: ClassVar[str | None] = "reinforce"
+    LM_PRESET: ClassVar[str | None] = "lm-default-reinforce"

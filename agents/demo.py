@@ -61,39 +61,35 @@ def _plot(history: list[dict[str, float]], path: str, title: str) -> None:
     plt.close(fig)
 
 
+#: the demo's hyperparameters (agents/presets.py)
+PRESET = "lm-sentiment-demo"
+
+
 def run(
     seed: int = 0,
     timesteps: int = 20_000,
-    n_envs: int = 64,
-    learning_rate: float = 1e-4,
-    kl_coef: float = 0.05,
-    model: str = "default",
     out_dir: str = "runs/demo",
     n_samples: int = 4,
     progress_bar: bool = True,
+    preset: str = PRESET,
     **config: Any,
 ) -> dict[str, Any]:
     """Train PPO on ``RLHF/Sentiment-v0`` and report before/after; returns the figures it printed.
 
-    ``timesteps`` counts generated tokens (about 1,400 per 64-episode batch). The defaults take a
-    few minutes on two CPU cores. Outputs in ``out_dir``: ``learning_curve.png``, ``progress.csv``
-    and TensorBoard events, and the final checkpoint ``checkpoint/``.
+    ``timesteps`` counts generated tokens (about 1,400 per 64-episode batch). The settings are the
+    ``preset`` (``"lm-sentiment-demo"`` of :mod:`agents.presets`); ``**config`` overrides any :class:`~agents.config.PPOConfig` field of it
+    (``model=``, ``n_envs=``, ``learning_rate=``, ...). The defaults take a few minutes on two CPU
+    cores. Outputs in ``out_dir``: ``learning_curve.png``, ``progress.csv`` and TensorBoard events,
+    and the final checkpoint ``checkpoint/`` (its ``config.json`` records the preset and every field).
     """
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    agent = PPO(
-        ENV_ID,
-        seed=seed,
-        policy="lm",
-        model=model,
-        n_envs=n_envs,
-        learning_rate=learning_rate,
-        kl_coef=kl_coef,
-        log_dir=out_dir,
-        **config,
-    )
+    agent = PPO(ENV_ID, seed=seed, preset=preset, log_dir=out_dir, **config)
+    cfg = agent.config
+    n_envs = cfg.n_envs
     print(
-        f"PPO on {ENV_ID}: embedded model, {n_envs} episodes per batch, lr {learning_rate}, KL coef {kl_coef}, seed {seed}"
+        f"PPO on {ENV_ID} (preset {cfg.preset}): model {cfg.model}, {n_envs} episodes per batch, "
+        f"lr {cfg.learning_rate}, KL coef {cfg.kl_coef}, seed {seed}"
     )
     before = sample_texts(agent, n_samples, seed=12_345)
     eval_before = agent.evaluate(n_envs, deterministic=False, seed=999)

@@ -20,7 +20,7 @@ Negation ("not good") is switched off because a 110k-parameter model trained fro
 comparisons does not learn VADER's negation rule well (with it on, the Oracle fit reached Spearman
 0.88, pairwise accuracy 0.86 in our runs); with a pretrained backbone this would be different.
 
-Run: ``python benchmarks/feedback_accuracy.py`` (11 to 25 minutes on one CPU thread, depending on load; ``--quick``
+Run: ``python -m benchmarks.feedback_accuracy`` (11 to 25 minutes on one CPU thread, depending on load; ``--quick``
 for a smaller smoke run, ``--speed-only`` for the scoring-speed figure, ``--proxy-env`` for how well the default
 ``RLHF/SimulatedHuman-v0`` proxy tracks its gold). Writes ``benchmarks/results/feedback_accuracy.csv``
 / ``.png``, ``feedback_scoring_speed.json`` and ``feedback_proxy_env.json``.
@@ -29,7 +29,6 @@ for a smaller smoke run, ``--speed-only`` for the scoring-speed figure, ``--prox
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -37,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import RESULTS, Timer, init_torch, pyplot, save_figure, write_csv, write_json
 from rlhf_envs.feedback.learned import RewardModel
 from rlhf_envs.feedback.review_fixtures import ReviewGenerator, tiny_gpt2_config, word_tokenizer
 from rlhf_envs.feedback.scripted import Sentiment
 from rlhf_envs.feedback.simulated import Label, RaterConfig, SimulatedHuman
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GENERATOR = {"p_negation": 0.0}
 FIT = {"epochs": 30, "lr": 1e-3, "weight_decay": 0.01, "train_batch_size": 32, "val_fraction": 0.1}
 
@@ -107,7 +106,7 @@ def accuracy_curves(quick: bool) -> list[dict]:
     oracle = None
     for sweep, eps, temp in sweeps:
         rater = RaterConfig(mistake_rate=eps, rationality=None if temp is None else 1.0 / temp)
-        t0 = time.perf_counter()
+        clock = Timer()
         out = run_point(gold, a, b, test, gold_test, tok, rater, fit)
         row = {"sweep": sweep, "mistake_rate": eps, "temperature": 0.0 if temp is None else temp, **out}
         if sweep == "mistake" and eps == 0.0:
@@ -116,7 +115,7 @@ def accuracy_curves(quick: bool) -> list[dict]:
         print(
             f"{sweep:12s} eps={eps:.2f} T={row['temperature']:.2f}: "
             + ", ".join(f"{k}={v:.3f}" for k, v in out.items()),
-            f"({time.perf_counter() - t0:.0f} s)",
+            f"({clock.seconds:.0f} s)",
             flush=True,
         )
     rows.insert(5, {**oracle, "sweep": "temperature"})  # T = 0 is the Oracle
@@ -124,11 +123,7 @@ def accuracy_curves(quick: bool) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, sweep, key, label in (
         (axes[0], "mistake", "mistake_rate", "mistake rate epsilon"),
@@ -145,8 +140,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[0].set_ylabel("pairwise accuracy vs gold utility")
     axes[0].legend()
     fig.suptitle("Reward model from 2,000 simulated comparisons (gold: VADER sentiment)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def _time_scoring(rm: RewardModel, eps: list, repeats: int) -> dict:
@@ -240,21 +234,17 @@ def main() -> None:
     ap.add_argument("--speed-only", action="store_true", help="only the scoring-speed measurement")
     ap.add_argument("--proxy-env", action="store_true", help="only the RLHF/SimulatedHuman-v0 proxy check")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    init_torch(1)
     if args.proxy_env:
-        (RESULTS / "feedback_proxy_env.json").write_text(json.dumps(proxy_env(), indent=2))
+        write_json(RESULTS / "feedback_proxy_env.json", proxy_env())
         return
     speed = scoring_speed()
     suffix = "_quick" if args.quick else ""
-    (RESULTS / f"feedback_scoring_speed{suffix}.json").write_text(json.dumps(speed, indent=2))
+    write_json(RESULTS / f"feedback_scoring_speed{suffix}.json", speed)
     if args.speed_only:
         return
     rows = accuracy_curves(args.quick)
-    with open(RESULTS / f"feedback_accuracy{suffix}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(RESULTS / f"feedback_accuracy{suffix}.csv", rows)
     plot(rows, RESULTS / f"feedback_accuracy{suffix}.png")
     print("wrote", RESULTS / f"feedback_accuracy{suffix}.csv", RESULTS / f"feedback_accuracy{suffix}.png")
 

@@ -39,6 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import common
+from benchmarks.common import eval_seed, init_torch, pyplot, save_figure, sem, write_json
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ENV_ID = "RLHF/SimulatedHuman-v0"
 CSV_FIELDS = (
@@ -105,8 +108,8 @@ class Config:
         PPOSetting("PPO kl=0.01 ens3-min", 0.01, 3, "min"),
     )
     timesteps: int = 60_000
-    learning_rate: float = 1e-4
-    n_envs: int = 64
+    #: PPO's settings (agents/presets.py); each setting overrides its kl_coef
+    preset: str = "lm-rlhf-loop"
     eval_every: int = 3  # PPO iterations between evaluations
     eval_episodes: int = 128
     bon_prompts: int = 64
@@ -171,7 +174,7 @@ def evaluate_policy(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[st
     return {
         "kl": float(np.mean(kls[:n_episodes])),
         "gold": float(g.mean()),
-        "gold_se": float(g.std(ddof=1) / math.sqrt(len(g))),
+        "gold_se": sem(g),
         "proxy": float(np.mean(proxy[:n_episodes])),
         "vader": float(np.mean(vader)),
         "base_logp_per_token": float(np.mean(base_lp[:n_episodes])),
@@ -180,24 +183,30 @@ def evaluate_policy(agent: Any, env: Any, n_episodes: int, seed: int) -> dict[st
     }
 
 
-def run_ppo(cfg: Config, setting: PPOSetting, log: Any = None) -> list[dict[str, Any]]:
-    """Train PPO against the setting's proxy; evaluate at step 0 and every ``eval_every`` iterations."""
+def run_ppo(
+    cfg: Config, setting: PPOSetting, log: Any = None, configs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Train PPO (``cfg.preset`` with the setting's KL coefficient) against the setting's proxy;
+    evaluate at step 0 and every ``eval_every`` iterations. ``configs[setting.name]`` receives the
+    agent's full resolved config."""
     log = log or _print
     from agents.envs import make_vector_env
     from agents.ppo import PPO
 
     env_kwargs = cfg.proxy.env_kwargs(setting.n_members, setting.aggregate)
     agent = PPO(
-        ENV_ID, seed=cfg.seed, policy="lm", model="default", n_envs=cfg.n_envs,
-        learning_rate=cfg.learning_rate, kl_coef=setting.kl_coef, env_kwargs=env_kwargs, tensorboard=False,
+        ENV_ID, seed=cfg.seed, preset=cfg.preset, model="default", kl_coef=setting.kl_coef,
+        env_kwargs=env_kwargs, tensorboard=False,
     )  # fmt: skip
-    eval_env = make_vector_env(ENV_ID, min(cfg.n_envs, cfg.eval_episodes), env_kwargs)
+    if configs is not None:
+        configs[setting.name] = agent.config.to_json_dict()
+    eval_env = make_vector_env(ENV_ID, min(agent.config.n_envs, cfg.eval_episodes), env_kwargs)
     rows: list[dict[str, Any]] = []
     samples: dict[int, list[str]] = {}
     t0 = time.perf_counter()
 
     def record() -> None:
-        m = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=10_000 + cfg.seed)
+        m = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=eval_seed(cfg.seed))
         rows.append(
             {
                 "method": "ppo", "setting": setting.name, "kl_coef": setting.kl_coef,
@@ -357,11 +366,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: str) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    """The benchmark's CSV: one row per checkpoint or n, floats to 6 significant digits."""
+    formatted = [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    common.write_csv(path, formatted, CSV_FIELDS)
 
 
 def read_csv(path: str) -> list[dict[str, Any]]:
@@ -386,11 +393,7 @@ def plot(
     rows: list[dict[str, Any]], summary: dict[str, Any], path: str, title: str, gold: str = "fluent_vader"
 ) -> None:
     """Gold (with the fitted forms and the peaks) and proxy against sqrt(KL), one line per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(dict.fromkeys(r["setting"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -416,9 +419,7 @@ def plot(
     )
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _title(epsilon: float, length_bias: float, n_comparisons: int, seed: int) -> str:
@@ -441,13 +442,14 @@ def replot(out_prefix: str) -> None:
 def run(cfg: Config, out_prefix: str, log: Any = None) -> dict[str, Any]:
     """Run best-of-n and every PPO setting; write ``<out_prefix>.csv``, ``_fits.json``, ``.png``."""
     log = log or _print
-    torch.set_num_threads(cfg.threads)
+    init_torch(cfg.threads)
     t0 = time.perf_counter()
     log(f"proxy: rater mistakes {cfg.proxy.epsilon} + length bias {cfg.proxy.length_bias}, "
         f"{cfg.proxy.n_comparisons} comparisons; seed {cfg.seed}")  # fmt: skip
     rows = run_best_of_n(cfg, log)
+    configs: dict[str, Any] = {}
     for s in cfg.settings:
-        rows += run_ppo(cfg, s, log)
+        rows += run_ppo(cfg, s, log, configs)
     summary = summarize(rows)
     for name, s in summary.items():
         pk = s["peak"]
@@ -457,9 +459,14 @@ def run(cfg: Config, out_prefix: str, log: Any = None) -> dict[str, Any]:
         )
     os.makedirs(os.path.dirname(out_prefix) or ".", exist_ok=True)
     write_csv(rows, out_prefix + ".csv")
-    meta = {"config": asdict(cfg), "summary": summary, "seconds": time.perf_counter() - t0}
-    with open(out_prefix + "_fits.json", "w") as f:
-        json.dump(meta, f, indent=2, default=str)
+    meta = {
+        "config": asdict(cfg),
+        "preset": cfg.preset,
+        "resolved_config": configs,
+        "summary": summary,
+        "seconds": time.perf_counter() - t0,
+    }
+    write_json(out_prefix + "_fits.json", meta)
     plot(rows, summary, out_prefix + ".png", _title(cfg.proxy.epsilon, cfg.proxy.length_bias,
          cfg.proxy.n_comparisons, cfg.seed), cfg.proxy.gold)  # fmt: skip
     log(f"wrote {out_prefix}.csv, _fits.json, .png ({time.perf_counter() - t0:.0f} s)")

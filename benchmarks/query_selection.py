@@ -55,24 +55,34 @@ gold).
                                                   # re-summarise saved runs under a design's rules
 
 Writes ``benchmarks/results/query_selection.{csv,json,png}`` (``first``) and
-``query_selection_confirm.{csv,json,png}`` (``confirm``).
+``query_selection_confirm.{csv,json,png}`` (``confirm``). The JSON records the loop config the
+reward models were fitted with (``RLHFConfig`` defaults with the rater: no preset) in full.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import platform
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from agents.rlhf import RLHFConfig, RLHFLoop, concordance, fit_reward_model, select_pairs
 from agents.rlhf import stream_seed as _seed
+from benchmarks.common import (
+    RESULTS,
+    Timer,
+    init_torch,
+    machine_info,
+    pyplot,
+    ratio_of_means,
+    save_figure,
+    sem,
+    write_csv,
+    write_json,
+)
 from rlhf_envs.feedback.base import Episode
 
 RULES = ("random", "disagreement")
@@ -246,11 +256,7 @@ def summarize(
         out["queries_to_level"][str(level)] = {
             "per_seed": per,
             "seeds_both_reached": len(done),
-            "ratio_of_means": float(
-                np.mean([p["disagreement"] for p in done]) / np.mean([p["random"] for p in done])
-            )
-            if done
-            else None,
+            "ratio_of_means": ratio_of_means(done, "disagreement", "random"),
             "disagreement_fewer_in": sum(_fewer(p["disagreement"], p["random"]) for p in per),
             "random_fewer_in": sum(_fewer(p["random"], p["disagreement"]) for p in per),
         }
@@ -265,7 +271,7 @@ def summarize(
         out["paired_difference"][key] = {
             "per_seed": d,
             "mean": float(np.mean(d)),
-            "sem": float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+            "sem": sem(d),
         }
     return out
 
@@ -300,11 +306,7 @@ def results_from_csv(path: str) -> dict[int, dict[str, Any]]:
 
 
 def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int, primary: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     colors = {"random": "tab:blue", "disagreement": "tab:red"}
     for k, (key, label) in enumerate(
@@ -321,9 +323,7 @@ def _plot(results: dict[int, dict[str, Any]], path: str, per_prompt: int, primar
         ax[k].set(xlabel="queries asked", ylabel=label, title=f"{label} on held-out prompts")
     ax[0].axhline(primary, color="k", lw=0.8, ls="--")
     ax[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,14 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per seed")
     p.add_argument("--jobs", type=int, default=1, help="seeds run side by side in separate processes")
     p.add_argument("--from-csv", default=None, help="re-summarise this saved CSV instead of running")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     design = DESIGNS[args.design]
     levels: tuple[float, ...] = design["levels"]
     primary: float = design["primary"]
     if args.jobs < 1:
         p.error(f"--jobs must be a positive integer, got {args.jobs}")
-    torch.set_num_threads(args.threads)
+    init_torch(args.threads)
     os.makedirs(args.out, exist_ok=True)
     sizes = (
         QUICK
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             pool_pairs=POOL_PAIRS, eval_prompts=EVAL_PROMPTS, per_prompt=PER_PROMPT, batch=BATCH, steps=STEPS
         )
     )
-    t_all = time.perf_counter()
+    t_all = Timer()
     setup: dict[str, Any] = {}
     if args.from_csv is not None:
         results = results_from_csv(args.from_csv)
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             with ProcessPoolExecutor(
                 args.jobs,
                 mp_context=mp.get_context("spawn"),
-                initializer=torch.set_num_threads,
+                initializer=init_torch,
                 initargs=(args.threads,),
             ) as ex:
                 futures = {s: ex.submit(run_seed, s, **sizes) for s in seeds}
@@ -376,45 +376,42 @@ def main(argv: list[str] | None = None) -> int:
     verdict = decision(summary, primary)
     stem = os.path.join(args.out, design["stem"])
     if args.from_csv is None:
-        with open(stem + ".csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_KEYS)
-            w.writeheader()
-            for s in sorted(results):
-                for rule in RULES:
-                    w.writerows({"seed": s, "selection": rule, **r} for r in results[s][rule])
-    with open(stem + ".json", "w") as f:
-        json.dump(
-            {
-                "question": "queries a reward model needs before best-of-n with it reaches a gold level: "
-                "disagreement selection vs random, on a fixed pool from the initial policy",
-                "design": args.design,
-                "protocol": {
-                    "seeds": seeds,
-                    "statistic": design["statistic"],
-                    "levels": list(levels),
-                    "primary": primary,
-                    "rater": RATER,
-                    **sizes,
-                },
-                "reward_model": {
-                    k: v
-                    for k, v in RLHFConfig().to_json_dict().items()
-                    if k.startswith(("rm_", "n_members", "aggregate"))
-                },
-                "setup": setup,
-                "summary": summary,
-                "decision_rule": verdict,
-                "seconds_total": time.perf_counter() - t_all,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "torch_threads": args.threads,
-                    "jobs": args.jobs,
-                    "python": platform.python_version(),
-                },
+        rows = [
+            {"seed": s, "selection": rule, **r}
+            for s in sorted(results)
+            for rule in RULES
+            for r in results[s][rule]
+        ]
+        write_csv(stem + ".csv", rows, CSV_KEYS)
+    loop_config = RLHFConfig(rater=RATER).to_json_dict()
+    loop_config.pop("seed")  # each seed's own
+    write_json(
+        stem + ".json",
+        {
+            "question": "queries a reward model needs before best-of-n with it reaches a gold level: "
+            "disagreement selection vs random, on a fixed pool from the initial policy",
+            "design": args.design,
+            "protocol": {
+                "seeds": seeds,
+                "statistic": design["statistic"],
+                "levels": list(levels),
+                "primary": primary,
+                "rater": RATER,
+                **sizes,
             },
-            f,
-            indent=1,
-        )
+            "reward_model": {
+                k: v for k, v in loop_config.items() if k.startswith(("rm_", "n_members", "aggregate"))
+            },
+            "preset": None,
+            "resolved_config": loop_config,
+            "setup": setup,
+            "summary": summary,
+            "decision_rule": verdict,
+            "seconds_total": t_all.seconds,
+            "machine": {**machine_info(), "torch_threads": args.threads, "jobs": args.jobs},
+        },
+        indent=1,
+    )
     n = sizes["per_prompt"] if args.from_csv is None else PER_PROMPT
     _plot(results, stem + ".png", n, primary)
     print(f"\nqueries until best-of-{n} gold >= level ({design['statistic']} statistic; None = not reached):")
@@ -436,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{[round(x, 4) for x in d['per_seed']]}"
         )
     print(f"  decision rule at {primary}: {verdict}")
-    print(f"wrote {stem}.json, .png{'' if args.from_csv else ', .csv'} ({time.perf_counter() - t_all:.0f} s)")
+    print(f"wrote {stem}.json, .png{'' if args.from_csv else ', .csv'} ({t_all.seconds:.0f} s)")
     return 0
 
 

@@ -14,19 +14,21 @@ ratios alongside.
 
 Two pre-registered designs (``DESIGNS`` below), each fixed before any of its seeds was run:
 
-* ``coarse`` (the default, the first recorded design): 8 rounds x 16 queries, pool x4, levels
-  ``THRESHOLDS`` with primary ``PRIMARY`` (0.7). Its result: gold jumps from ~0.13 to ~0.5-0.6
+* ``coarse`` (the default, the first recorded design; preset ``"rlhf-queries-coarse"``): 8 rounds x
+  16 queries, pool x4, levels ``THRESHOLDS`` with primary ``PRIMARY`` (0.7). Its result: gold jumps from ~0.13 to ~0.5-0.6
   after round 0 (16 random queries) under either rule, so 16-query steps were too coarse to show a
   difference.
-* ``fine``: 10 rounds x 4 queries, pool x8, levels ``FINE_THRESHOLDS`` with primary
-  ``FINE_PRIMARY`` (0.45), so the threshold is resolved in 4-query steps.
+* ``fine`` (preset ``"rlhf-queries-fine"``): 10 rounds x 4 queries, pool x8, levels
+  ``FINE_THRESHOLDS`` with primary ``FINE_PRIMARY`` (0.45), so the threshold is resolved in
+  4-query steps.
 
     python -m benchmarks.rlhf_queries                 # coarse: 3 seeds x 2 rules, ~25-40 min on 2 cores
     python -m benchmarks.rlhf_queries --design fine   # fine: 3 seeds x 2 rules
     python -m benchmarks.rlhf_queries --seeds 0 --rounds 2 --out /tmp/q --runs /tmp/q/runs  # a quick look
 
 The coarse design writes ``benchmarks/results/rlhf_queries.csv`` (one row per run and round),
-``rlhf_queries.json`` (protocol, per-seed queries-to-threshold, ratios) and ``rlhf_queries.png``,
+``rlhf_queries.json`` (protocol, the preset and the resolved loop config, per-seed
+queries-to-threshold, ratios) and ``rlhf_queries.png``,
 and keeps each run's rounds under ``runs/rlhf_queries/`` so an interrupted benchmark resumes; the
 fine design writes ``rlhf_queries_fine.{csv,json,png}`` and keeps its runs under
 ``runs/rlhf_queries_fine/``.
@@ -35,57 +37,47 @@ fine design writes ``rlhf_queries_fine.{csv,json,png}`` and keeps its runs under
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import os
-import platform
-import time
 from typing import Any
 
 import numpy as np
-import torch
 
+from agents.presets import get_preset
 from agents.rlhf import RLHFConfig, RLHFLoop
+from benchmarks.common import (
+    RESULTS,
+    Timer,
+    init_torch,
+    machine_info,
+    pyplot,
+    ratio_of_means,
+    save_figure,
+    write_csv,
+    write_json,
+)
 
 #: gold levels (mean VADER on fresh episodes) fixed before the benchmark seeds were run
 THRESHOLDS = (0.45, 0.6, 0.7, 0.8)
 PRIMARY = 0.7
 RULES = ("random", "disagreement")
-#: the benchmark's loop settings (RLHFConfig defaults except these)
-SETTINGS: dict[str, Any] = dict(
-    rounds=8,
-    queries_per_round=16,
-    pool_factor=4,
-    n_members=3,
-    ppo_tokens_per_round=3000,
-    eval_episodes=128,
-    rater="Mistake",
-)
-#: the second design: same comparison and threshold rule, resolved in 4-query steps. Fixed by the
-#: lead engineer before any of its runs, after the coarse design found ratio 1.0 at 16-query steps.
+#: the second design's levels: same comparison and threshold rule, resolved in 4-query steps. Fixed
+#: by the lead engineer before any of its runs, after the coarse design found ratio 1.0 at 16-query
+#: steps.
 FINE_THRESHOLDS = (0.3, 0.45, 0.6, 0.7)
 FINE_PRIMARY = 0.45
-FINE_SETTINGS: dict[str, Any] = dict(
-    rounds=10,
-    queries_per_round=4,
-    pool_factor=8,
-    n_members=3,
-    ppo_tokens_per_round=3000,
-    eval_episodes=128,
-    rater="Mistake",
-)
-#: design name -> loop settings, gold levels, primary level, output stem and run directory
+#: design name -> loop settings (a preset of agents/presets.py: RLHFConfig defaults except these),
+#: gold levels, primary level, output stem and run directory
 DESIGNS: dict[str, dict[str, Any]] = {
     "coarse": dict(
-        settings=SETTINGS,
+        preset="rlhf-queries-coarse",
         thresholds=THRESHOLDS,
         primary=PRIMARY,
         stem="rlhf_queries",
         runs="runs/rlhf_queries",
     ),
     "fine": dict(
-        settings=FINE_SETTINGS,
+        preset="rlhf-queries-fine",
         thresholds=FINE_THRESHOLDS,
         primary=FINE_PRIMARY,
         stem="rlhf_queries_fine",
@@ -128,11 +120,7 @@ def summarize(
         out[str(level)] = {
             "per_seed": per_seed,
             "seeds_both_reached": len(both),
-            "ratio_of_means": float(
-                np.mean([p["disagreement"] for p in both]) / np.mean([p["random"] for p in both])
-            )
-            if both
-            else None,
+            "ratio_of_means": ratio_of_means(both, "disagreement", "random"),
             "per_seed_ratios": [p["ratio"] for p in per_seed],
             "disagreement_fewer_in": sum(p["disagreement"] < p["random"] for p in both),
             "random_fewer_in": sum(p["disagreement"] > p["random"] for p in both),
@@ -147,11 +135,7 @@ def _plot(
     path: str,
     primary: float = PRIMARY,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     colors = {"random": "tab:blue", "disagreement": "tab:red"}
     for (seed, rule), hist in sorted(runs.items()):
@@ -189,9 +173,7 @@ def _plot(
         ylabel="reward",
         title="gold (solid) and proxy (dotted) vs sqrt KL",
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="default: the design's rounds")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=None, help="run directories (resumable; default: the design's)")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     design = DESIGNS[args.design]
-    settings: dict[str, Any] = design["settings"]
+    settings: dict[str, Any] = get_preset(design["preset"], "rlhf-loop")
     thresholds: tuple[float, ...] = design["thresholds"]
     primary: float = design["primary"]
     if args.rounds is None:
@@ -218,22 +200,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--rounds must be a positive integer, got {args.rounds}")
     if args.runs is None:
         args.runs = design["runs"]
-    torch.set_num_threads(args.threads)
+    init_torch(args.threads)
     os.makedirs(args.out, exist_ok=True)
 
     runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
     initial: dict[tuple[int, str], float] = {}
     seconds: dict[str, float] = {}
-    t_all = time.perf_counter()
+    t_all = Timer()
     for seed in args.seeds:
         for rule in RULES:
             cfg = RLHFConfig(**{**settings, "rounds": args.rounds}, selection=rule, seed=seed)
-            t0 = time.perf_counter()
+            clock = Timer()
             loop = RLHFLoop(cfg, run_dir=os.path.join(args.runs, f"seed{seed}_{rule}"), verbose=True)
             print(f"== seed {seed}, selection {rule} (resuming after {loop.rounds_done} rounds)", flush=True)
             runs[(seed, rule)] = loop.run()
             initial[(seed, rule)] = loop.initial["gold_reward"]
-            seconds[f"seed{seed}_{rule}"] = time.perf_counter() - t0
+            seconds[f"seed{seed}_{rule}"] = clock.seconds
             loop.close()
 
     summary = summarize(runs, args.seeds, thresholds)
@@ -248,16 +230,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     stem = os.path.join(args.out, design["stem"])
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_KEYS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(stem + ".csv", rows, CSV_KEYS)
+    resolved = RLHFConfig(**{**settings, "rounds": args.rounds}).to_json_dict()
+    for per_run in ("selection", "seed"):  # each run's own: in the CSV rows
+        resolved.pop(per_run)
     result = {
         "question": "queries needed to reach a gold level: disagreement selection vs random selection",
         "design": args.design,
         "threshold_rule": "queries_total at the end of the first round with mean gold (VADER) on fresh "
         f"eval episodes >= level; levels {list(thresholds)} fixed in advance, primary {primary}",
         "settings": {**settings, "rounds": args.rounds},
+        "preset": design["preset"],
+        "resolved_config": resolved,
         "seeds": args.seeds,
         "initial_gold": {f"seed{s}": initial[(s, "random")] for s in args.seeds},
         "queries_to_threshold": summary,
@@ -277,15 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             for rule in RULES
         },
         "seconds_per_run": seconds,
-        "seconds_total": time.perf_counter() - t_all,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": args.threads,
-            "python": platform.python_version(),
-        },
+        "seconds_total": t_all.seconds,
+        "machine": {**machine_info(), "torch_threads": args.threads},
     }
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(stem + ".json", result, indent=1)
     _plot(runs, initial, stem + ".png", primary)
 
     print(f"\nqueries to reach gold >= level (None = not reached in {args.rounds} rounds):")
@@ -297,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         star = " (primary)" if level == primary else ""
         print(f"  gold >= {level}{star}: {per}; ratio of means {s['ratio_of_means']}")
-    print(f"wrote {stem}.csv, .json, .png ({time.perf_counter() - t_all:.0f} s)")
+    print(f"wrote {stem}.csv, .json, .png ({t_all.seconds:.0f} s)")
     return 0
 
 

@@ -17,7 +17,8 @@ measurements:
    head, the largest single matmul of a decoding step). Attention over the context is not counted,
    so 100% is not reachable.
 4. End-to-end PPO on ``RLHF/Sentiment-v0`` with the embedded model and the default LM config
-   (``agents.PPO(..., policy="lm", model="default")``): generated tokens per wall second over
+   (``agents.PPO(..., preset="lm-default", model="default")``, what ``policy="lm"`` alone gives;
+   the result records the preset and the full resolved config): generated tokens per wall second over
    rollout + update (the first iteration is a warm-up and is left out), the split between them,
    and peak memory (``ru_maxrss``) measured in a fresh process so the other parts do not count
    (``tracemalloc`` is not used: it does not see torch's tensor allocations). The agent switches the
@@ -34,26 +35,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.common import RESULTS, init_torch, load_average, machine_info, write_json
 
-
-def _threads(threads: int) -> int:
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
-    torch.set_num_threads(threads)
-    return torch.get_num_threads()
+#: the PPO measured end to end: the default LM config (what ``policy="lm"`` alone starts from)
+PPO_PRESET = "lm-default"
 
 
 def matmul_flops(size: int = 2048, rounds: int = 5) -> dict[str, float]:
@@ -245,7 +238,7 @@ def bench_sampler(
     unknown = [m for m in models if m not in builders]
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {sorted(builders)}, got {models!r}")
-    n_threads = _threads(threads)
+    n_threads = init_torch(threads)
     bound = matmul_flops(matmul_size)
     flops, cpu_flops = bound["flop_per_s_best"], bound["flop_per_cpu_s_best"]
     out: dict[str, Any] = {
@@ -301,8 +294,8 @@ def _ppo_run(iterations: int, threads: int, seed: int, env_kwargs: dict[str, Any
 
     from agents import PPO
 
-    n_threads = _threads(threads)
-    agent = PPO("RLHF/Sentiment-v0", policy="lm", model="default", seed=seed, env_kwargs=env_kwargs)
+    n_threads = init_torch(threads)
+    agent = PPO("RLHF/Sentiment-v0", preset=PPO_PRESET, model="default", seed=seed, env_kwargs=env_kwargs)
     rss_before = _rss_bytes()
     marks: list[tuple[float, int, float, float]] = []
     start = time.perf_counter()
@@ -346,6 +339,8 @@ def _ppo_run(iterations: int, threads: int, seed: int, env_kwargs: dict[str, Any
         "rollout_buffer_bytes": buffer_bytes,
         "rss_before_learn_bytes": rss_before,
         "peak_rss_bytes": _maxrss_bytes(),
+        "preset": cfg.preset,
+        "resolved_config": cfg.to_json_dict(),
     }
 
 
@@ -377,8 +372,8 @@ def bench_ppo(
 def _print(res: dict[str, Any]) -> None:
     load = res["machine"]
     print(
-        f"load average (1, 5, 15 min) at start {load['load_average_at_start']}, "
-        f"at end {load['load_average_at_end']} on {load['cpu_count']} CPUs"
+        f"load average (1, 5, 15 min) at start {load['load_average']}, "
+        f"at end {load['load_average_at_end']} on {load['cpus']} CPUs"
     )
     s = res["sampler"]
     mm = s["matmul"]
@@ -444,12 +439,7 @@ def main() -> None:
     rounds = 3 if args.quick else args.rounds
     iterations = 2 if args.quick else args.ppo_iterations
     res: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine_info(),
         "sampler": bench_sampler(args.batch, args.new_tokens, rounds, args.threads),
         "ppo": bench_ppo(iterations, args.threads),
     }
@@ -457,12 +447,9 @@ def main() -> None:
         # the agent computes reference log-probs itself, so by default it switches the env's own
         # per-step reference pass (info["ref_logprob"]) off; this run shows what that pass costs
         res["ppo_env_ref_on"] = bench_ppo(iterations, args.threads, env_kwargs={"ref_logprobs": True})
-    res["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    res["machine"]["load_average_at_end"] = load_average()
     _print(res)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=2)
-        f.write("\n")
+    write_json(args.out, res)
     print(f"\nsaved {args.out}")
 
 

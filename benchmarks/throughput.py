@@ -25,9 +25,6 @@ side by side. The report is printed and saved as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,9 +32,8 @@ import gymnasium as gym
 import numpy as np
 
 import rlhf_envs  # noqa: F401  (registers the ids)
+from benchmarks.common import RESULTS, init_torch, load_average, machine_info, write_json
 from rlhf_envs.registration import TOY_IDS
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _steps_per_second(vec: gym.vector.VectorEnv, actions: np.ndarray) -> float:
@@ -84,22 +80,32 @@ PARTS = ("env", "sampler", "ppo")
 def bench_ppo_vs_others(tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 0, threads: int = 1) -> dict:
     """Custom PPO against SB3 PPO (and TRL's online trainer when installed): generated tokens/s.
 
-    Both agents use :mod:`benchmarks.sb3_sentiment`'s settings (16 episodes x 24 tokens per update,
+    Both agents use :mod:`benchmarks.sb3_sentiment`'s presets (16 episodes x 24 tokens per update,
     4 epochs x 4 minibatches, KL 0.05). SB3 gets fewer tokens because it is much slower; tokens/s
-    is what is compared.
+    is what is compared. Each side's preset and full resolved config are in the result.
     """
-    import torch
+    from benchmarks.sb3_sentiment import CUSTOM_PRESET, SB3_PRESET, run_custom, run_sb3
 
-    from benchmarks.sb3_sentiment import run_custom, run_sb3
-
-    torch.set_num_threads(threads)
-    _, t_custom, n_custom = run_custom(tokens, seed)
-    _, t_sb3, n_sb3 = run_sb3(sb3_tokens, seed)
+    init_torch(threads)
+    _, t_custom, n_custom, custom_cfg = run_custom(tokens, seed)
+    _, t_sb3, n_sb3, sb3_cfg = run_sb3(sb3_tokens, seed)
     out: dict = {
         "env_id": "RLHF/Sentiment-v0",
         "torch_threads": threads,
-        "custom_ppo": {"tokens": n_custom, "seconds": t_custom, "tok_s": n_custom / t_custom},
-        "sb3_ppo": {"tokens": n_sb3, "seconds": t_sb3, "tok_s": n_sb3 / t_sb3},
+        "custom_ppo": {
+            "tokens": n_custom,
+            "seconds": t_custom,
+            "tok_s": n_custom / t_custom,
+            "preset": CUSTOM_PRESET,
+            "resolved_config": custom_cfg,
+        },
+        "sb3_ppo": {
+            "tokens": n_sb3,
+            "seconds": t_sb3,
+            "tok_s": n_sb3 / t_sb3,
+            "preset": SB3_PRESET,
+            "resolved_config": sb3_cfg,
+        },
     }
     out["ratio_custom_over_sb3"] = out["custom_ppo"]["tok_s"] / out["sb3_ppo"]["tok_s"]
     try:
@@ -134,16 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out is None:
         args.out = RESULTS / ("throughput_env.json" if args.parts == ["env"] else "throughput.json")
 
-    load = os.getloadavg()  # the machine may be shared: the ratios are what carry over
-    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
-    report: dict = {
-        "machine": {
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1_5_15min": [round(x, 2) for x in load],
-        },
-    }
+    machine = machine_info()  # the machine may be shared: the ratios are what carry over
+    load = machine["load_average"]
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {machine['cpus']} CPUs")
+    report: dict = {"machine": machine}
     if "env" in args.parts:
         rows = []
         print(
@@ -185,9 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"  TRL {p['trl'].get('trainer', '')}: {p['trl']['tokens_per_s']:.0f} tok/s -> "
                 f"{p['ratio_custom_over_trl']:.1f}x"
             )
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    report["machine"]["load_average_at_end"] = load_average()
+    write_json(args.out, report)
     print(f"\nsaved {args.out}")
     return report
 

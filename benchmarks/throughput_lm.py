@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import init_torch, write_json
+
 
 def _actions(rng: np.random.Generator, n: int, vocab: int, eos: int) -> np.ndarray:
     a = rng.integers(2, vocab, size=n)
@@ -94,7 +96,7 @@ def bench_language(
     """
     import torch
 
-    torch.set_num_threads(threads)
+    init_torch(threads)
     native = _time_native(num_envs, 32, 2 if quick else 4, kl_coef)
     sync = _time_sync(num_envs, 32, 8 if quick else 32, kl_coef)
     short = _time_native(num_envs, 32, 2 if quick else 4, kl_coef, seed=1)
@@ -121,11 +123,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     res = bench_language(args.num_envs, args.kl_coef, args.quick, args.threads)
-    text = json.dumps(res, indent=2)
-    print(text)
+    print(json.dumps(res, indent=2))
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        write_json(args.out, res)
 
 
 if __name__ == "__main__":

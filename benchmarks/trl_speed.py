@@ -23,7 +23,9 @@ What is held equal to :func:`benchmarks.sb3_sentiment.run_custom` (the custom PP
 * batch: 16 completions per generation (4 prompts x 4 completions, GRPO's group), each used for
   4 passes (``num_iterations``) of 4 minibatches of 4 (``steps_per_generation``): 16 optimiser
   steps per 16 episodes, as the custom PPO's 4 epochs x 4 minibatches; lr 1e-5 constant,
-  gradient clip 1.0, clip range 0.2, CPU, ``threads`` torch threads.
+  gradient clip 1.0, clip range 0.2, CPU, ``threads`` torch threads. Batch size, passes,
+  minibatches, learning rate, gradient clip, clip range and KL coefficient are read from the custom
+  PPO's preset (``"lm-sb3-sentiment"`` of :mod:`agents.presets`), so the two cannot drift apart.
 
 Tokens per second = completion tokens generated during ``trainer.train()`` (EOS counted when
 sampled, padding not; counted in the reward function, which sees every completion exactly once)
@@ -41,16 +43,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import tempfile
-import time
 from typing import Any
 
-#: completions per generation batch, prompts per batch and completions per prompt (GRPO's group)
-N_COMPLETIONS, GROUP = 16, 4
-#: minibatches per generation batch and passes over it (the custom PPO's 4 x 4)
-N_MINIBATCHES, N_EPOCHS = 4, 4
-KL_COEF, LEARNING_RATE = 0.05, 1e-5
+from agents.config import PPOConfig
+from benchmarks.common import Timer, init_torch, load_average
+from benchmarks.sb3_sentiment import CUSTOM_PRESET
+
+#: the custom PPO's settings this run is held equal to (its preset over PPOConfig's defaults)
+_CUSTOM = PPOConfig.from_kwargs(preset=CUSTOM_PRESET)
+#: completions per generation batch (the custom PPO's episodes per batch) and completions per
+#: prompt (GRPO's group)
+N_COMPLETIONS, GROUP = _CUSTOM.n_envs, 4
+#: minibatches per generation batch and passes over it (the custom PPO's epochs x minibatches)
+N_MINIBATCHES, N_EPOCHS = _CUSTOM.n_minibatches, _CUSTOM.n_epochs
+KL_COEF, LEARNING_RATE = _CUSTOM.kl_coef, _CUSTOM.learning_rate
 
 TRL_MISSING = (
     "benchmarks.trl_speed needs TRL, which is not a dependency of rlhf_envs and is not installed "
@@ -173,11 +180,11 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
             top_k=0,
             top_p=1.0,
             beta=KL_COEF,
-            epsilon=0.2,
+            epsilon=_CUSTOM.clip_range,
             learning_rate=LEARNING_RATE,
             lr_scheduler_type="constant",
             warmup_steps=0,
-            max_grad_norm=1.0,
+            max_grad_norm=_CUSTOM.max_grad_norm,
             max_steps=max_batches * steps_per_batch,
             logging_steps=steps_per_batch,
             save_strategy="no",
@@ -196,11 +203,11 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
         )
         for cb in (PrinterCallback, ProgressCallback):  # no per-step printing inside the timed loop
             trainer.remove_callback(cb)
-        load0 = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - t0
-        load1 = os.getloadavg()[0]
+        load0 = load_average()[0]
+        with Timer() as clock:
+            trainer.train()
+        seconds = clock.seconds
+        load1 = load_average()[0]
         steps = int(trainer.state.global_step)
 
     if counts["completions"] == 0:
@@ -232,11 +239,12 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
         "sampling": "temperature 1, top_k 0, top_p 1.0",
         "kl": f"beta {KL_COEF} (GRPO's k3 estimator in the loss, frozen copy of the initial model)",
         "learning_rate": LEARNING_RATE,
+        "matched_preset": CUSTOM_PRESET,
         "seed": seed,
         "torch_threads": threads,
         "reward_task_first_batch": round(batch_rewards[0], 4),
         "reward_task_last_batch": round(batch_rewards[-1], 4),
-        "load_average_before_after": [round(load0, 2), round(load1, 2)],
+        "load_average_before_after": [load0, load1],
     }
 
 
@@ -251,17 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="custom/TRL pairs to run, alternately")
     args = p.parse_args(argv)
-    import torch
-
     from benchmarks.sb3_sentiment import run_custom
 
-    torch.set_num_threads(1)
+    init_torch(1)
     pairs = []
     for _ in range(args.repeats):
-        load0 = os.getloadavg()[0]
-        _, custom_s, custom_tok = run_custom(args.tokens, args.seed)
+        load0 = load_average()[0]
+        _, custom_s, custom_tok, _ = run_custom(args.tokens, args.seed)
         trl_res = bench_trl(args.tokens, args.seed, threads=1)
-        load1 = os.getloadavg()[0]
+        load1 = load_average()[0]
         custom_tps = custom_tok / custom_s
         pairs.append(
             {
@@ -270,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                 "custom_ppo_tokens_per_s": round(custom_tps, 2),
                 "trl": trl_res,
                 "ratio_custom_over_trl": round(custom_tps / trl_res["tokens_per_s"], 2),
-                "load_average_before_after": [round(load0, 2), round(load1, 2)],
+                "load_average_before_after": [load0, load1],
             }
         )
     print(json.dumps(pairs, indent=2))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -242,7 +240,6 @@ def test_sampler_logprobs_equal_log_softmax_and_follow_the_generator(temperature
 def test_sampler_benchmark_runs_both_sides():
     """The speed comparison itself lives in benchmarks/sampler.py (ratios measured side by side on an
     idle machine, never asserted in tests); here only that both sides run and report what they did."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks.sampler import compare_with_generate, reference_lm
 
     res = compare_with_generate(reference_lm(), batch=4, new_tokens=3, rounds=1)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -13,9 +10,6 @@ import rlhf_envs  # noqa: F401
 from agents import A2C, PPO
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.tasks.toy import TOY_TOKENIZER
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.toy_tasks import CONFIG  # noqa: E402
 
 SEP = TOY_TOKENIZER.encode("=")[0]
 SMALL = dict(policy="transformer", d_model=16, n_layers=1, n_heads=2, use_action_mask=True, anchor_token=SEP)
@@ -91,8 +85,9 @@ def test_anchor_token_reaches_every_agent_with_a_transformer_policy():
 
 @pytest.mark.slow
 def test_ppo_transformer_solves_copy():
-    """The benchmark's CONFIG reaches >= 95% exact-match success on Copy (seed 0) in 200k env steps."""
-    agent = PPO("RLHF/Copy-v0", seed=0, **CONFIG)
+    """The benchmark's preset ("toy-copy") reaches >= 95% exact-match success on Copy (seed 0) in 200k
+    env steps."""
+    agent = PPO("RLHF/Copy-v0", seed=0, preset="toy-copy")
     agent.learn(200_000, progress_bar=False)
     ev = agent.evaluate(1000, deterministic=True, seed=20_000)
     assert ev["success_rate"] >= 0.95, ev

@@ -101,9 +101,7 @@ def test_short_ppo_run_on_copy_beats_random() -> None:
     """About 10 s on an idle 2-core CPU (12k tokens, 64 envs, 6 updates)."""
     torch.set_num_threads(1)
     rand = random_baseline("RLHF/Copy-v0", n_episodes=500, seed=123)
-    model = train_baseline(
-        "ppo", "RLHF/Copy-v0", 12_288, seed=0, n_envs=64, n_steps=32, batch_size=512, learning_rate=1e-3
-    )
+    model = train_baseline("ppo", "RLHF/Copy-v0", 12_288, seed=0, preset="sb3-toy-fast-ppo")
     res = evaluate_baseline(model, "RLHF/Copy-v0", n_episodes=200, seed=123)
     assert res["n_episodes"] == 200
     assert res["mean_task_reward"] > 2 * rand["mean_task_reward"] + 0.02, (res, rand)

@@ -14,10 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from agents.presets import get_preset
 from rlhf_envs.errors import ConfigError
 
 SCHEDULES = ("constant", "decaying")
 SELECTIONS = ("random", "disagreement")
+#: the PPO preset the loop trains with (:mod:`agents.presets`); ``n_envs``, ``learning_rate`` and
+#: ``kl_coef`` below default to its values and are passed as overrides on top of it
+PPO_PRESET = "lm-rlhf-loop"
+
+
+def _from_ppo_preset(name: str) -> Any:
+    return field(default_factory=lambda: get_preset(PPO_PRESET)[name])
 
 
 @dataclass
@@ -43,7 +51,8 @@ class RLHFConfig:
         rm_epochs, rm_lr, rm_random_fraction: the reward model's Bradley-Terry fit (refitted from scratch on all
             feedback each round).
         ppo_tokens_per_round: generated tokens of PPO per round (whole iterations: a little more).
-        n_envs, learning_rate, kl_coef: PPO's episodes per batch, learning rate, KL coefficient.
+        n_envs, learning_rate, kl_coef: PPO's episodes per batch, learning rate, KL coefficient
+            (default: those of the ``lm-rlhf-loop`` preset, :data:`PPO_PRESET`).
         ppo_kwargs: further :class:`~agents.config.PPOConfig` options.
         eval_episodes: fresh episodes on which proxy, gold and KL are measured each round.
         model: the policy's starting model (``"default"`` = the embedded model, or a directory).
@@ -70,9 +79,9 @@ class RLHFConfig:
     rm_lr: float = 3e-4
     rm_random_fraction: float = 0.1
     ppo_tokens_per_round: int = 4000
-    n_envs: int = 64
-    learning_rate: float = 1e-4
-    kl_coef: float = 0.05
+    n_envs: int = _from_ppo_preset("n_envs")
+    learning_rate: float = _from_ppo_preset("learning_rate")
+    kl_coef: float = _from_ppo_preset("kl_coef")
     ppo_kwargs: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 64
     model: str = "default"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.rlhf.config import RLHFConfig
+from agents.rlhf.config import PPO_PRESET, RLHFConfig
 from agents.rlhf.humans import Human
 from agents.rlhf.metrics import concordance, label_agreement
 from agents.rlhf.persistence import (
@@ -143,6 +143,7 @@ class RLHFLoop:
     def _ppo_kwargs(self) -> dict[str, Any]:
         cfg = self.config
         return {
+            "preset": PPO_PRESET,
             "policy": "lm",
             "n_envs": cfg.n_envs,
             "learning_rate": cfg.learning_rate,

@@ -26,6 +26,7 @@ with DQN or with an env that reports no reference log-probs.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from agents.presets import get_preset
 from agents.sb3.adapter import NativeVecEnv, ReferenceTopMask, make_native_vec_env
 from agents.sb3.callbacks import REF_LOGPROB_KEY, EpisodeStatsCallback, KLPenaltyCallback
 from agents.sb3.extractor import TokenFeaturesExtractor, init_action_head_from_lm
@@ -53,53 +55,44 @@ _NOT_WIRED = {"qrdqn", "trpo", "ars", "recurrent_ppo", "recurrentppo"}
 #: above this vocabulary size an env counts as a language task (LM-initialised policy)
 LANGUAGE_VOCAB = 256
 
-#: per-algorithm defaults for the toy tasks (short sparse-reward episodes of <= 8 tokens)
-_TOY_PPO = dict(
-    n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95, ent_coef=0.01
-)
-TOY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": _TOY_PPO,
-    "maskable_ppo": _TOY_PPO,  # MaskablePPO is PPO plus masks: same settings
-    "a2c": dict(n_steps=8, learning_rate=7e-4, gamma=1.0, gae_lambda=1.0, ent_coef=0.01),
-    "dqn": dict(
-        learning_rate=3e-4,
-        buffer_size=100_000,
-        learning_starts=2_000,
-        batch_size=128,
-        gamma=1.0,
-        train_freq=4,
-        gradient_steps=1,
-        target_update_interval=2_000,
-        exploration_fraction=0.3,
-        exploration_final_eps=0.05,
-    ),
+#: the preset (:mod:`agents.presets`) each algorithm starts from when none is named, on toy tasks
+#: (``False``) and on language tasks (``True``); ``None``: SB3's own defaults
+DEFAULT_PRESETS: dict[tuple[str, bool], str | None] = {
+    ("ppo", False): "sb3-toy-ppo",
+    ("maskable_ppo", False): "sb3-toy-ppo",
+    ("a2c", False): "sb3-toy-a2c",
+    ("dqn", False): "sb3-toy-dqn",
+    ("ppo", True): "sb3-lm-ppo",
+    ("maskable_ppo", True): "sb3-lm-ppo",
+    ("a2c", True): "sb3-lm-a2c",
+    ("dqn", True): None,
 }
-#: defaults for language tasks (policy = the embedded LM; TRL-like settings, small batches for CPU)
-_LM_PPO = dict(
-    n_steps=24,
-    batch_size=96,
-    n_epochs=4,
-    learning_rate=1e-5,
-    gamma=1.0,
-    gae_lambda=0.95,
-    ent_coef=0.0,
-    vf_coef=0.1,
-    max_grad_norm=1.0,
-)
-LM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": _LM_PPO,
-    "maskable_ppo": _LM_PPO,
-    "a2c": dict(
-        n_steps=24,
-        learning_rate=1e-5,
-        gamma=1.0,
-        gae_lambda=0.95,
-        ent_coef=0.0,
-        vf_coef=0.1,
-        max_grad_norm=1.0,
-    ),
-    "dqn": {},
-}
+#: :func:`train_baseline` keywords a preset may set (used when the caller leaves them at ``None``);
+#: every other preset field is a constructor argument of the SB3 class
+PRESET_KEYWORDS = ("n_envs", "kl_coef", "net_arch", "mask")
+
+
+def sb3_value(value: Any) -> Any:
+    """``"lin_<x>"`` -> SB3's linear schedule from ``x`` to 0 over training (rl-zoo's notation for
+    ``learning_rate`` / ``clip_range`` in presets); any other value is returned as it is."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        from stable_baselines3.common.utils import LinearSchedule
+
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+def resolved_hyperparameters(cls: type[BaseAlgorithm], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every constructor argument of the SB3 class ``cls`` with the value a model built with ``kwargs``
+    gets: the class's signature defaults overlaid by ``kwargs`` (the full resolved config of a run)."""
+    skip = {"self", "policy", "env", "_init_setup_model", "verbose", "tensorboard_log", "device", "seed"}
+    out = {
+        k: p.default
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if k not in skip and p.default is not inspect.Parameter.empty
+    }
+    out.update(kwargs)
+    return out
 
 
 def canonical_algo(algo: str) -> str:
@@ -239,7 +232,8 @@ def train_baseline(
     total_timesteps: int,
     seed: int = 0,
     *,
-    n_envs: int = 8,
+    preset: str | None = None,
+    n_envs: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     extractor_kwargs: dict[str, Any] | None = None,
     net_arch: Any = None,
@@ -268,7 +262,11 @@ def train_baseline(
         env_id: a registered id, e.g. ``"RLHF/Copy-v0"``.
         total_timesteps: env steps (= generated tokens) to train for.
         seed: seeds the algorithm (``set_random_seed``) and the envs (sub-env i gets ``seed + i``).
-        n_envs: sub-envs of the native vector env.
+        preset: a preset of :mod:`agents.presets` for this algorithm (default: ``DEFAULT_PRESETS``,
+            by algorithm and by toy or language task). Its fields named in ``PRESET_KEYWORDS`` fill
+            those keywords when they are ``None``; the rest are constructor arguments of the SB3
+            class, which ``**algo_kwargs`` override.
+        n_envs: sub-envs of the native vector env (default: the preset's, else 8).
         env_kwargs: ``gym.make_vec`` keyword arguments (task parameters, ``kl_coef`` of the env, ...).
         extractor_kwargs: :class:`TokenFeaturesExtractor` arguments (default: a 2-layer 64-wide
             transformer on toy tasks, ``encoder="lm"`` on language tasks).
@@ -286,11 +284,14 @@ def train_baseline(
         callback: extra SB3 callbacks.
         max_dqn_actions, max_mask_bytes: limits of the refused combinations (see the module doc).
         **algo_kwargs: any other constructor argument of the SB3 class (``learning_rate``,
-            ``n_steps``, ``batch_size``, ...); they override the defaults above.
+            ``n_steps``, ``batch_size``, ...); they override the preset. ``"lin_<x>"`` values are
+            linear schedules (:func:`sb3_value`).
 
     Returns:
         The trained model. ``model.episode_stats`` holds ``(timesteps, {"reward_task": mean,
-        "success": mean})`` per rollout and ``model.train_seconds`` the wall time of ``learn``.
+        "success": mean})`` per rollout, ``model.train_seconds`` the wall time of ``learn`` and
+        ``model.train_config`` the preset's name and the full resolved settings (this function's
+        keywords and every constructor argument of the SB3 class).
     """
     name = canonical_algo(algo)
     if (
@@ -312,9 +313,29 @@ def train_baseline(
     has_mask = hasattr(probe, "action_masks")
     probe.close()
     language = n_actions > LANGUAGE_VOCAB
-    defaults = dict((LM_DEFAULTS if language else TOY_DEFAULTS)[name])
-    defaults.update(algo_kwargs)
-    algo_kwargs = defaults
+    if preset is None:
+        preset = DEFAULT_PRESETS[(name, language)]
+    values = get_preset(preset, f"sb3-{name}") if preset is not None else {}
+    if n_envs is None:
+        n_envs = values.get("n_envs", 8)
+    if kl_coef is None:
+        kl_coef = values.get("kl_coef")
+    if net_arch is None:
+        net_arch = values.get("net_arch")
+    if mask is None:
+        mask = values.get("mask")
+    for key in PRESET_KEYWORDS:
+        values.pop(key, None)
+    values.update(algo_kwargs)
+    algo_kwargs = {k: sb3_value(v) for k, v in values.items()}
+    if progress_bar:
+        try:
+            import rich  # noqa: F401
+            import tqdm  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "progress_bar=True needs tqdm and rich (SB3's progress bar): pip install 'rlhf_envs[baselines]'"
+            ) from None
     if mask is None:
         mask = "top_p" if language and name == "maskable_ppo" else "env"
     check_combination(
@@ -398,6 +419,21 @@ def train_baseline(
         raise ConfigError(f"bad argument for {cls.__name__}: {exc}") from None
     if lm_encoder and name != "dqn" and isinstance(net_arch, dict) and not net_arch.get("pi"):
         init_action_head_from_lm(model)
+    train_config: dict[str, Any] = {
+        "preset": preset,
+        "algo": name,
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "n_envs": n_envs,
+        "kl_coef": kl_coef,
+        "adaptive_kl": adaptive_kl,
+        "kl_target": kl_target,
+        "mask": mask if name == "maskable_ppo" else None,
+        "top_p": top_p,
+        "top_k": top_k,
+        "bootstrap_truncated": bootstrap_truncated,
+        **resolved_hyperparameters(cls, {**algo_kwargs, "policy_kwargs": policy_kwargs}),
+    }
 
     stats = EpisodeStatsCallback()
     cbs: list[BaseCallback] = [stats]
@@ -414,6 +450,7 @@ def train_baseline(
     )
     model.train_seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
     model.episode_stats = stats.history  # type: ignore[attr-defined]
+    model.train_config = train_config  # type: ignore[attr-defined]
     if save_path is not None:
         model.save(save_path)
     return model
