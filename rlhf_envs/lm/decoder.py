@@ -36,6 +36,7 @@ Logits are those of the model's output embedding applied to the base model's fin
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,6 @@ class Decoder:
 
     #: attributes that hold the model or views of its weights: dropped when pickled, set by ``bind``
     _model_attrs: tuple[str, ...] = ("lm", "_head", "_head_w", "_head_b")
-    fast = False
 
     def __init__(
         self, lm: Any, rows: int, capacity: int, n_actions: int | None = None, temperature: float = 1.0
@@ -106,6 +106,10 @@ class Decoder:
             )
         self.lengths = np.zeros(self.rows, dtype=np.int64)
         self._slot = np.zeros(self.rows, dtype=np.int64)  # next cache slot each row writes
+        # the hot path of synchronous batches keeps Python ints: the slot every row writes next
+        # (None when rows differ) and the largest slot and length
+        self._shared: int | None = 0
+        self._hi_slot = self._hi_len = 0
         self._all_rows = np.arange(self.rows)
         self.bind(lm)
         self._allocate()
@@ -167,29 +171,53 @@ class Decoder:
         sel = self._all_rows if idx is None else idx
         self._slot[sel] = next_slot
         self.lengths[sel] = n_real
+        self._sync()
         return self._logits(hidden)
 
     @torch.no_grad()
     def step(self, tokens: Any, rows: Any = None) -> torch.Tensor:
         """Feed one token per row (``tokens`` ``(B,)``; ``rows`` as in :meth:`prefill`, default all) at
         each row's own next slot and position; return the next-token logits ``(B, n_actions)``."""
-        tokens = torch.as_tensor(tokens, device=self.device).long().reshape(-1)
-        idx = self._row_index(rows, len(tokens))
-        sel = self._all_rows if idx is None else idx
-        if (self._slot[sel] >= self.capacity).any():
+        if not isinstance(tokens, torch.Tensor) or tokens.device != self.device:
+            tokens = torch.as_tensor(tokens, device=self.device)
+        tokens = tokens.reshape(-1)
+        if tokens.dtype != torch.long:
+            tokens = tokens.long()
+        idx = None if rows is None and len(tokens) == self.rows else self._row_index(rows, len(tokens))
+        if idx is None:
+            full, too_long = self._hi_slot >= self.capacity, self._hi_len >= self.n_positions
+        else:
+            full = bool((self._slot[idx] >= self.capacity).any())
+            too_long = bool((self.lengths[idx] >= self.n_positions).any())
+        if full:
             raise RuntimeError(
                 f"{type(self).__name__}: the cache is full ({self.capacity} positions allocated per row)"
             )
-        if (self.lengths[sel] >= self.n_positions).any():
+        if too_long:
             raise RuntimeError(
                 f"{type(self).__name__}: a row reached the model's {self.n_positions} positions"
             )
         hidden = self._step(tokens, idx)
-        self._slot[sel] += 1
-        self.lengths[sel] += 1
+        if idx is None:  # every row moves on by one
+            self._slot += 1
+            self.lengths += 1
+            self._hi_slot += 1
+            self._hi_len += 1
+            if self._shared is not None:
+                self._shared += 1
+        else:
+            self._slot[idx] += 1
+            self.lengths[idx] += 1
+            self._sync()
         return self._logits(hidden)
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Recompute the hot path's Python ints from the per-row arrays."""
+        lo, hi = int(self._slot.min()), int(self._slot.max())
+        self._shared = lo if lo == hi else None
+        self._hi_slot, self._hi_len = hi, int(self.lengths.max())
 
     def _row_index(self, rows: Any, b: int) -> np.ndarray | None:
         """``None`` for all rows in order, else the distinct row indices as an int64 array of length ``b``."""
@@ -211,8 +239,8 @@ class Decoder:
         return idx
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self._head_w is not None:
-            logits = fast_linear(hidden, self._head_w, self._head_b).float()
+        if self._head_w is not None:  # oneDNN for the full batch only (a shape that repeats)
+            logits = fast_linear(hidden, self._head_w, self._head_b, onednn=len(hidden) == self.rows).float()
         else:
             logits = self._head(hidden)[..., : self.n_actions].float()
         return logits if self.temperature == 1.0 else logits / self.temperature
@@ -254,7 +282,6 @@ class GPT2Decoder(Decoder):
     """
 
     _model_attrs = (*Decoder._model_attrs, "layers", "wte", "wpe", "ln_f")
-    fast = True
 
     def _bind_weights(self) -> None:
         tr, c = self.lm.transformer, self.lm.config
@@ -285,11 +312,20 @@ class GPT2Decoder(Decoder):
 
     def _allocate(self) -> None:
         n, r, h, d = self.capacity + 1, self.rows, self.n_head, self.head_dim
-        # zero-filled: a row's attention window can cover slots it never wrote (other rows are
-        # further on), and 0 weight times uninitialised memory could be NaN
-        self._kv = torch.zeros(2, len(self.layers), n, r * h, d, dtype=self.dtype, device=self.device)
+        self._kv = torch.empty(2, len(self.layers), n, r * h, d, dtype=self.dtype, device=self.device)
+        # A row's attention window can cover slots it never wrote (other rows are further on), and
+        # 0 weight times uninitialised memory could be NaN. Synchronous batches write every slot for
+        # every row before reading it and need no zero fill (``_init``: slots from 0 written by all
+        # rows); the first per-row operation zeroes whatever is not yet written, once.
+        self._init = 0
         self.key_bias = torch.full((r, h, 1, n), float("-inf"), dtype=self.dtype, device=self.device)
         self._views()
+
+    def _zero_upto(self, n: int) -> None:
+        """Make slots ``[0, n)`` safe to read for every row (zero those not yet written by all rows)."""
+        if n > self._init:
+            self._kv[:, :, self._init : n].zero_()
+            self._init = n
 
     def _views(self) -> None:
         """Views into the cache tensors (rebuilt after unpickling, where views would become copies)."""
@@ -325,16 +361,20 @@ class GPT2Decoder(Decoder):
         bias = torch.full((b, h, 1, self.capacity + 1), float("-inf"), dtype=self.dtype, device=dev)
         bias[..., :p].masked_fill_(keep[:, None, None, :], 0.0)
         rows_t = None if idx is None else torch.as_tensor(idx, device=dev)
+        # oneDNN only for a prefill of every row (once per batch); a few reset rows' shape varies
+        linear = fast_linear if rows_t is None else functools.partial(fast_linear, onednn=False)
         if rows_t is None:
             self.key_bias.copy_(bias)
+            self._init = max(self._init, p)  # every row writes slots [0, p) below
         else:
+            self._zero_upto(self.capacity + 1)
             self.key_bias[rows_t] = bias
         x = (self.wte[ids] + self.wpe[position_ids(mask)]).reshape(-1, e)
         causal = torch.ones(p, p, dtype=torch.bool, device=dev).tril()
         # padded query rows attend to themselves only (their outputs are never used; avoids NaN)
         attn = ((causal[None] & keep[:, None, :]) | torch.eye(p, dtype=torch.bool, device=dev)[None])[:, None]
         for i, (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wo, bo) in enumerate(self.layers):
-            qkv = fast_linear(self._ln(x, w1, b1), wa, ba).view(b, p, 3, h, d)
+            qkv = linear(self._ln(x, w1, b1), wa, ba).view(b, p, 3, h, d)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, P, D) each
             if rows_t is None:
                 self.keys[i][:p].view(p, b, h, d).copy_(qkv[:, :, 1].transpose(0, 1))
@@ -343,9 +383,9 @@ class GPT2Decoder(Decoder):
                 self.keys[i][:p].view(p, self.rows, h, d)[:, rows_t] = qkv[:, :, 1].transpose(0, 1)
                 self.values[i][:p].view(p, self.rows, h, d)[:, rows_t] = qkv[:, :, 2].transpose(0, 1)
             a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn)
-            x = fast_linear(a.transpose(1, 2).reshape(-1, e), wp, bp).add_(x)
-            y = fast_linear(self._ln(x, w2, b2), wf, bf, gelu=True)
-            x = fast_linear(y, wo, bo).add_(x)
+            x = linear(a.transpose(1, 2).reshape(-1, e), wp, bp).add_(x)
+            y = linear(self._ln(x, w2, b2), wf, bf, gelu=True)
+            x = linear(y, wo, bo).add_(x)
         x = x.view(b, p, e)
         if (next_slot == p).all():  # left padding (or none): every row ends in the last column
             last = x[:, -1]
@@ -358,22 +398,30 @@ class GPT2Decoder(Decoder):
         bh, dev = r * h, self.device
         if idx is None:
             tok, slots = tokens, self._slot
+            t0 = self._shared if self._shared is not None else int(slots.min())
+            t1 = self._hi_slot
+            pos = torch.as_tensor(self.lengths, device=dev)  # every stepped row is within n_positions
         else:  # rows not stepped run on a placeholder (a full one on the scratch slot)
             tok = torch.zeros(r, dtype=torch.long, device=dev)
             tok[torch.as_tensor(idx, device=dev)] = tokens
             slots = np.minimum(self._slot, self.capacity)
-        t0, t1 = int(slots.min()), int(slots.max())
+            t0, t1 = int(slots.min()), int(slots.max())
+            pos = torch.as_tensor(np.minimum(self.lengths, self.n_positions - 1), device=dev)
         shared = t0 == t1
         n_keys = t1 + 1
-        if shared:
+        if shared:  # slot t0 is written below for every row
+            if t0 > self._init:
+                self._zero_upto(t0)
+            if n_keys > self._init:
+                self._init = n_keys
             self.key_bias[..., t0] = 0.0
         else:
+            self._zero_upto(self.capacity + 1)
             slot_t = torch.as_tensor(slots, device=dev)
             self.key_bias[self._row_ids, :, 0, slot_t] = 0.0
         bias = self.key_bias_mat[:, :, :n_keys]  # (R * H, 1, n_keys)
         mix = self.mix[:n_keys]
-        pos = torch.as_tensor(np.minimum(self.lengths, self.n_positions - 1), device=dev)
-        x = self.wte[tok].add_(self.wpe[pos])
+        x = self.wte.index_select(0, tok).add_(self.wpe.index_select(0, pos))  # (cheaper than [])
         for i, (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wo, bo) in enumerate(self.layers):
             qkv = fast_linear(self._ln(x, w1, b1), wa, ba)
             keys, values = self.keys[i], self.values[i]

@@ -58,15 +58,19 @@ _ONEDNN_LINEAR = _find_onednn_linear()
 
 
 def fast_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False, onednn: bool = True
 ) -> torch.Tensor:
     """``x @ weight.T + bias`` (``weight`` is ``(out, in)``, any strides), then GPT-2's tanh GELU if ``gelu``.
 
     Inference only (no autograd). Uses oneDNN's fused kernel for float32 CPU tensors when torch has
     it, else ``torch.nn.functional.linear`` (+ :func:`gelu_tanh_`): same values up to float rounding.
+    oneDNN builds a kernel for every new input shape (about 2 ms each, here) and caches it, so it
+    pays only where shapes repeat (decoding steps); ``onednn=False`` takes ``linear`` for one-off
+    shapes such as the prefill of a few reset rows.
     """
     if (
-        _ONEDNN_LINEAR is not None
+        onednn
+        and _ONEDNN_LINEAR is not None
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
