@@ -42,36 +42,15 @@ def lm_agent(env="RLHF/Reverse-v0", seed=0, **kw) -> PPO:
     return PPO(env, seed=seed, policy="lm", model=kw.pop("model", None) or tiny_lm(), **kw)
 
 
-def tiny_llama(vocab: int = 30, seed: int = 0):  # noqa: ANN201
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=vocab,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                num_key_value_heads=1,
-                max_position_embeddings=32,
-                bos_token_id=1,
-                eos_token_id=1,
-                pad_token_id=0,
-            )
-        )
-
-
 @pytest.mark.parametrize(
     ("temperature", "arch"),
     [(1.0, "gpt2"), (0.7, "gpt2"), (0.7, "llama")],
     ids=["gpt2-1.0", "gpt2-0.7", "llama-0.7"],
 )
-def test_cached_sampler_matches_full_sequence_pass(temperature, arch):
+def test_cached_sampler_matches_full_sequence_pass(temperature, arch, tiny_causal_lm):
     """The rollout's KV-cached decoder (fast GPT-2 path, or the generic transformers path for Llama)
     gives the log-probs of the training pass over whole sequences."""
-    model = tiny_lm() if arch == "gpt2" else tiny_llama()
+    model = tiny_lm() if arch == "gpt2" else tiny_causal_lm("llama", vocab=30, layers=1, heads=2)
     agent = lm_agent(temperature=temperature, n_envs=16, model=model)
     batch, n_tokens, metrics = agent.collector.collect(agent)
     assert n_tokens == int(batch.mask.sum())

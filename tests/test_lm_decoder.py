@@ -14,14 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf_envs.lm import kernels
 from rlhf_envs.lm.decoder import (
@@ -41,47 +34,14 @@ VOCAB = 40
 TOL = {"rtol": 1e-5, "atol": 2e-5}
 
 
-def _build(kind: str, seed: int = 3) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if kind == "gpt2":
-            cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=48, n_layer=2, n_head=4)
-            return GPT2LMHeadModel(cfg).eval()
-        if kind == "llama":
-            cfg = LlamaConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=64,
-                bos_token_id=1,
-                eos_token_id=1,
-                pad_token_id=0,
-            )
-            return LlamaForCausalLM(cfg).eval()
-        cfg = GPTNeoXConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=64,
-            bos_token_id=1,
-            eos_token_id=1,
-        )
-        return GPTNeoXForCausalLM(cfg).eval()
-
-
 # (model, decoder class): the fast path, the generic path on the same GPT-2, and two other families
 CASES = [("gpt2", GPT2Decoder), ("gpt2", HFDecoder), ("llama", HFDecoder), ("neox", HFDecoder)]
 IDS = [f"{k}-{c.__name__}" for k, c in CASES]
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, torch.nn.Module]:
-    return {k: _build(k) for k in ("gpt2", "llama", "neox")}
+def models(tiny_causal_lm) -> dict[str, torch.nn.Module]:
+    return {k: tiny_causal_lm(k, VOCAB, seed=3) for k in ("gpt2", "llama", "neox")}
 
 
 def _full_logits(lm: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -177,12 +137,18 @@ def _random_streams(lm, dec, rng: np.random.Generator, n_calls: int, width: int,
 def test_per_row_streams_with_independent_resets_match_full_forward(models, kind, cls, monkeypatch) -> None:
     lm = models[kind]
     width = 9
-    rebuilds = []
+    rebuilds, subset_sizes = [], []
     orig = HFDecoder._rebuild
     # the generic cache is rebuilt when its shared columns reach 2 x capacity: count that it happens
     monkeypatch.setattr(HFDecoder, "_rebuild", lambda self: (rebuilds.append(1), orig(self))[1])
+    step = cls._step
+    monkeypatch.setattr(
+        cls, "_step", lambda self, t, idx: (subset_sizes.append(len(t)), step(self, t, idx))[1]
+    )
     dec, checked = _random_streams(lm, cls(lm, 5, width), np.random.default_rng(0), 40, width, pickle_at=20)
     assert checked > 100
+    # subsets of both kinds: most rows (every row computed) and at most half (GPT-2: only those)
+    assert {1, 2} & set(subset_sizes) and {3, 4} & set(subset_sizes)
     if cls is HFDecoder:
         assert rebuilds and dec.col_mask.shape[1] <= 2 * width
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.lm.sampling import sample_tokens, sample_with_logprobs
@@ -71,34 +70,12 @@ def test_sampler_logprobs_equal_log_softmax_and_follow_the_generator(temperature
         sample_tokens(logits[0], g)
 
 
-def _tiny(kind: str) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        if kind == "gpt2":
-            return GPT2LMHeadModel(
-                GPT2Config(vocab_size=30, n_positions=32, n_embd=32, n_layer=2, n_head=2)
-            ).eval()
-        cfg = LlamaConfig(
-            vocab_size=30,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=32,
-            bos_token_id=1,
-            eos_token_id=1,
-            pad_token_id=0,
-        )
-        return LlamaForCausalLM(cfg).eval()
-
-
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_completions_and_their_logprobs_are_the_models(kind, temperature):
+def test_completions_and_their_logprobs_are_the_models(kind, temperature, tiny_causal_lm):
     """Every completion's log-prob is the sum of its tokens' log-probs under a full forward pass of
     the model over prompt + completion (temperature and n_actions applied); rows stop at EOS."""
-    lm = _tiny(kind)
+    lm = tiny_causal_lm(kind, vocab=30, heads=2)
     prompts = [[5, 6, 7], [8, 9], [10], [11, 12, 13, 14]]
     eos, n_actions = 2, 25
     comps, logp = sample_with_logprobs(
@@ -119,8 +96,8 @@ def test_completions_and_their_logprobs_are_the_models(kind, temperature):
     assert again == comps  # the generator alone decides
 
 
-def test_sample_with_logprobs_rejects_bad_input():
-    lm = _tiny("gpt2")
+def test_sample_with_logprobs_rejects_bad_input(tiny_causal_lm):
+    lm = tiny_causal_lm("gpt2", vocab=30)
     with pytest.raises(ConfigError, match="no empty prompt"):
         sample_with_logprobs(lm, [[1], []], 3, 2, torch.Generator())
     with pytest.raises(ConfigError, match="max_new_tokens"):

@@ -274,7 +274,7 @@ class GPT2Decoder(Decoder):
     batches) a step writes one contiguous block; otherwise each row writes its own slot (one indexed
     write). A step computes every row: rows not being stepped run on a placeholder token at their
     own next slot (visible to themselves for that step only, so everything stays finite) and keep
-    their state. Attention for the single query: ``scores = bias + scale * q K^T`` as one
+    their state; a step of at most half the rows computes only those (on copies of their cache). Attention for the single query: ``scores = bias + scale * q K^T`` as one
     ``baddbmm`` over the ``rows * heads`` heads on a strided view of the cache prefix, then
     ``weights @ V`` as a product and a sum over slots into a preallocated buffer (``bmm`` on this
     layout was several times slower; keys stored transposed per head made a batch-64 rollout ~8%
@@ -288,22 +288,23 @@ class GPT2Decoder(Decoder):
         self.n_head, self.n_embd, self.eps = c.n_head, c.n_embd, c.layer_norm_epsilon
         self.head_dim = c.n_embd // c.n_head
         self.scale = self.head_dim**-0.5
+
         # the weights, looked up once (each nn.Module attribute access costs Python time per step);
         # Conv1D stores (in, out): its transpose (a view, no copy) is the (out, in) a linear takes
+        def norm(m: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            return m.weight, m.bias
+
+        def conv1d(m: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            return m.weight.t(), m.bias
+
         self.layers = [
             (
-                blk.ln_1.weight,
-                blk.ln_1.bias,
-                blk.attn.c_attn.weight.t(),
-                blk.attn.c_attn.bias,
-                blk.attn.c_proj.weight.t(),
-                blk.attn.c_proj.bias,
-                blk.ln_2.weight,
-                blk.ln_2.bias,
-                blk.mlp.c_fc.weight.t(),
-                blk.mlp.c_fc.bias,
-                blk.mlp.c_proj.weight.t(),
-                blk.mlp.c_proj.bias,
+                *norm(blk.ln_1),
+                *conv1d(blk.attn.c_attn),
+                *conv1d(blk.attn.c_proj),
+                *norm(blk.ln_2),
+                *conv1d(blk.mlp.c_fc),
+                *conv1d(blk.mlp.c_proj),
             )
             for blk in tr.h
         ]
@@ -394,6 +395,8 @@ class GPT2Decoder(Decoder):
         return self._ln(last, *self.ln_f)
 
     def _step(self, tokens: torch.Tensor, idx: np.ndarray | None) -> torch.Tensor:
+        if idx is not None and 2 * len(idx) <= self.rows:
+            return self._step_few(tokens, idx)
         r, h, d, e = self.rows, self.n_head, self.head_dim, self.n_embd
         bh, dev = r * h, self.device
         if idx is None:
@@ -446,6 +449,41 @@ class GPT2Decoder(Decoder):
             rest_t = torch.as_tensor(np.flatnonzero(rest), device=dev)
             self.key_bias[rest_t, :, 0, torch.as_tensor(slots[rest], device=dev)] = float("-inf")
             x = x[torch.as_tensor(idx, device=dev)]
+        return self._ln(x, *self.ln_f)
+
+    def _step_few(self, tokens: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """A step of at most half the rows: only those rows are computed, on copies of their cache.
+
+        (Computing every row, as :meth:`_step` does, costs more once most rows are idle, e.g. at
+        the end of a rollout where a few episodes are still running.) The number of rows changes
+        from call to call, so the linears skip oneDNN (a new kernel per shape).
+        """
+        r, h, d, e = self.rows, self.n_head, self.head_dim, self.n_embd
+        b, dev = len(idx), self.device
+        self._zero_upto(self.capacity + 1)
+        rows_t = torch.as_tensor(idx, device=dev)
+        slots = self._slot[idx]
+        slot_t = torch.as_tensor(slots, device=dev)
+        n_keys = int(slots.max()) + 1
+        self.key_bias[rows_t, :, 0, slot_t] = 0.0
+        bias = self.key_bias.index_select(0, rows_t)[..., :n_keys].reshape(b * h, 1, n_keys)
+        pos = torch.as_tensor(self.lengths[idx], device=dev)
+        x = self.wte.index_select(0, tokens).add_(self.wpe.index_select(0, pos))
+        linear = functools.partial(fast_linear, onednn=False)
+        for i, (w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wo, bo) in enumerate(self.layers):
+            qkv = linear(self._ln(x, w1, b1), wa, ba)
+            keys, values = self.keys[i].view(-1, r, e), self.values[i].view(-1, r, e)
+            keys[slot_t, rows_t] = qkv[:, e : 2 * e]
+            values[slot_t, rows_t] = qkv[:, 2 * e :]
+            k = keys[:n_keys].index_select(1, rows_t).view(n_keys, b * h, d)
+            v = values[:n_keys].index_select(1, rows_t).view(n_keys, b * h, d)
+            q = qkv[:, :e].reshape(b * h, 1, d)
+            scores = torch.baddbmm(bias, q, k.permute(1, 2, 0), alpha=self.scale)
+            weights = scores.softmax(-1).view(b * h, n_keys).t()
+            a = v.mul_(weights[:, :, None]).sum(0).view(b, e)
+            x = linear(a, wp, bp).add_(x)
+            y = linear(self._ln(x, w2, b2), wf, bf, gelu=True)
+            x = linear(y, wo, bo).add_(x)
         return self._ln(x, *self.ln_f)
 
 
