@@ -110,7 +110,7 @@ class OnPolicyAgent:
     def _build_policy(self) -> torch.nn.Module:
         cfg = self.config
         if cfg.policy == "lm":
-            from agents.lm import LMActorCritic
+            from agents.lm_actor_critic import LMActorCritic
 
             return LMActorCritic.from_config(cfg, self.observation_space, self.action_space, self.init_rng)
         if cfg.policy == "transformer":
@@ -137,7 +137,7 @@ class OnPolicyAgent:
 
     def _build_collector(self) -> Any:
         if self.config.policy == "lm":
-            from agents.lm import EpisodeCollector
+            from agents.lm_collector import EpisodeCollector
 
             return EpisodeCollector(self)
         return StepCollector(
@@ -510,7 +510,7 @@ class OnPolicyAgent:
         config = dict(meta["config"])
         config["hidden_sizes"] = tuple(config["hidden_sizes"])
         if config.get("policy") == "lm" and "model" not in overrides:
-            from agents.lm import model_from_meta
+            from agents.lm_actor_critic import model_from_meta
 
             config["model"] = model_from_meta(meta["policy"])
         config.update(overrides)

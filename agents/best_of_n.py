@@ -27,7 +27,8 @@ uniformly random ``n``-subset with probability ``C(i - 1, n - 1) / C(N, n)``. So
 variance than drawing separate groups.
 
 :class:`BestOfN` is the sampler itself (``select`` returns the chosen completions), used by
-``benchmarks/overoptimization.py`` and by the tests on a tiny model.
+``benchmarks/overoptimization.py`` and by the tests on a tiny model. It draws its pools with the
+suite's one sampler, :func:`rlhf_envs.lm.sampling.sample_with_logprobs`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch
 
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode, FeedbackModel, score_episodes
+from rlhf_envs.lm.sampling import sample_with_logprobs
 
 
 def _check_n(n: Any) -> int:
@@ -176,81 +178,6 @@ def pool_curve(
             )
         )
     return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# Sampling from the policy with log-probabilities
-# ---------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def sample_with_logprobs(
-    lm: torch.nn.Module,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    eos_id: int,
-    generator: torch.Generator,
-    n_actions: int | None = None,
-    temperature: float = 1.0,
-) -> tuple[list[list[int]], np.ndarray]:
-    """One completion per prompt (temperature ``temperature``, no top-k/top-p) and its log-prob.
-
-    Prompts are left-padded into one batch and decoded with a KV cache (``agents.lm``'s GPT-2 fast
-    path when the model allows it). A row stops after EOS (kept in its ids) or ``max_new_tokens``.
-    Logits beyond ``n_actions`` (the env's vocabulary) are dropped, as in the PPO policy, so the
-    log-probs are those of the policy the env would see. Returns ``(completions, logp)``.
-    """
-    from agents.lm import GPT2Decoder, positions, sample_tokens
-
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ConfigError("sample_with_logprobs needs at least one prompt and no empty prompt")
-    n_rows = len(prompts)
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros(n_rows, width, dtype=torch.long)
-    mask = torch.zeros(n_rows, width, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(list(p))
-        mask[i, width - len(p) :] = 1
-    head = lm.get_output_embeddings()
-    k = n_actions or int(head.weight.shape[0])
-
-    def logits_of(h: torch.Tensor) -> torch.Tensor:
-        return head(h)[..., :k].float() / temperature
-
-    if GPT2Decoder.supports(lm):
-        dec = GPT2Decoder(lm)
-        logits = logits_of(dec.start(ids, mask, max_new_tokens))
-        step = lambda tok, attn, pos: logits_of(dec.step(tok, pos))  # noqa: E731
-    else:
-        out = lm.base_model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True)
-        state = {"past": out.past_key_values}
-        logits = logits_of(out.last_hidden_state[:, -1])
-
-        def step(tok: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-            o = lm.base_model(
-                input_ids=tok[:, None], attention_mask=attn, position_ids=pos[:, None],
-                past_key_values=state["past"], use_cache=True,
-            )  # fmt: skip
-            state["past"] = o.past_key_values
-            return logits_of(o.last_hidden_state[:, -1])
-
-    completions: list[list[int]] = [[] for _ in range(n_rows)]
-    total = np.zeros(n_rows)
-    active = np.ones(n_rows, dtype=bool)
-    attn, pos = mask, mask.sum(1)
-    for t in range(max_new_tokens):
-        tokens, logp = sample_tokens(logits, generator)
-        tok_np, logp_np = tokens.numpy(), logp.double().numpy()
-        for i in np.flatnonzero(active):
-            completions[i].append(int(tok_np[i]))
-        total += np.where(active, logp_np, 0.0)
-        active &= tok_np != eos_id
-        if not active.any() or t == max_new_tokens - 1:
-            break
-        attn = torch.cat([attn, torch.ones(n_rows, 1, dtype=attn.dtype)], 1)
-        logits = step(tokens, attn, pos)
-        pos = pos + 1
-    return completions, total
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The simple policy-gradient family: A2C and REINFORCE with a learned baseline.
 
-Both use PPO's rollout code unchanged (:mod:`agents.rollout` / :mod:`agents.lm`) and differ from it
+Both use PPO's rollout code unchanged (:mod:`agents.rollout` / :mod:`agents.lm_collector`) and differ from it
 only in the update: one gradient step per rollout on the whole batch, with the unclipped
 policy-gradient loss ``-E[A * log pi(a|s)]`` plus a value (baseline) regression and an optional
 entropy bonus. A2C uses short rollouts and bootstrapped advantages; REINFORCE uses Monte Carlo

@@ -3,7 +3,7 @@
 The same update serves MLP policies (a sample = one transition) and language-model policies (a
 sample = one episode; every per-token tensor carries a ``mask`` of real response tokens), because
 every mean below is a masked mean. The rollout, GAE, KL penalty and reward assembly live in
-:mod:`agents.rollout` (MLP) and :mod:`agents.lm` (LM); this file is only the update.
+:mod:`agents.rollout` (MLP) and :mod:`agents.lm_collector` (LM); this file is only the update.
 
 Details (numbers refer to CleanRL's list): shuffled minibatches (6), per-minibatch advantage
 normalisation or whole-batch whitening for LMs (7), clipped surrogate (8), clipped value loss (9),

@@ -4,8 +4,8 @@ Everything is measured in one run on one machine, and the speed-ups are ratios o
 measurements:
 
 1. The machine's matrix-multiply bound: FLOP/s of a large float32 matmul (best of a few rounds).
-2. Tokens per second of the PPO agent's sampler (``LMActorCritic.start`` / ``next`` plus
-   ``agents.lm.sample_tokens``: what a rollout runs, minus the env) against Hugging Face ``generate()`` on
+2. Tokens per second of the PPO agent's sampler (``LMActorCritic.decoder`` prefill / step plus
+   ``rlhf_envs.lm.sampling.sample_tokens``: what a rollout runs, minus the env) against Hugging Face ``generate()`` on
    the same model: batch 64, 32 new tokens after an 8-token prompt, pure sampling (top_k 0,
    top_p 1, temperature 1, no EOS stop on either side), both warmed up, in interleaved rounds;
    best and median of each, and the ratio ours / ``generate()``. Two models: the REFERENCE.md
@@ -140,7 +140,8 @@ def compare_with_generate(
     """
     from transformers import GenerationConfig
 
-    from agents.lm import LMActorCritic, sample_tokens
+    from agents.lm_actor_critic import LMActorCritic
+    from rlhf_envs.lm.sampling import sample_tokens
 
     if min(batch, prompt_len, new_tokens, rounds) < 1:
         raise ValueError(
@@ -166,17 +167,15 @@ def compare_with_generate(
     @torch.no_grad()
     def ours() -> torch.Tensor:
         # what EpisodeCollector.rollout does per step, minus the env
-        logits, cache = policy.start(prompt, pmask, new_tokens)
-        attn, pos = pmask, torch.full((batch,), prompt_len)
+        decoder = policy.decoder(batch, prompt_len + new_tokens)
+        logits = decoder.prefill(prompt, pmask)
         out = []
         for t in range(new_tokens):
             tokens, _ = sample_tokens(logits, sample_gen)
             out.append(tokens)
             if t == new_tokens - 1:
                 break
-            attn = torch.cat([attn, torch.ones(batch, 1, dtype=attn.dtype)], 1)
-            logits, cache = policy.next(tokens, cache, attn, pos)
-            pos = pos + 1
+            logits = decoder.step(tokens)
         return torch.stack(out, 1)
 
     @torch.no_grad()

@@ -163,7 +163,9 @@ def test_pretrain_is_seeded_and_reproducible(tmp_path) -> None:
     assert tok.pad_id == 0 and tok.eos_id == 1
 
 
-def test_other_architectures_use_the_full_forward_fallback(tmp_path) -> None:
+def test_other_architectures_use_the_generic_cached_decoder(tmp_path) -> None:
+    """A Llama saved to a directory runs the env's reference pass through the generic (transformers
+    cache) path of the one decoder, across episode ends and resets, equal to a full forward pass."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -185,10 +187,18 @@ def test_other_architectures_use_the_full_forward_fallback(tmp_path) -> None:
     hf_tok.save_pretrained(tmp_path)
     vec = gym.make_vec("RLHF/Length-v0", num_envs=3, model=str(tmp_path), max_new_tokens=4)
     lm = vec.unwrapped.task.lm
-    assert lm.config.model_type == "llama" and not vec.unwrapped.shaping[0]._fast
+    from rlhf_envs.lm.decoder import HFDecoder, fast_gpt2_supported
+
+    assert lm.config.model_type == "llama" and not fast_gpt2_supported(lm)
     vec.reset(seed=0)
-    for t in range(3):
-        obs, *_, info = vec.step(np.array([5, 6, 7]) + t)
+    checked = 0
+    for t in range(12):  # max_new_tokens 4: episodes end (NextStep autoreset) and new ones start
+        obs, _, term, trunc, info = vec.step(np.array([5, 6, 7]) + t % 4)
+        if "ref_logprob" not in info:  # every sub-env was being reset in this step
+            continue
         full = token_logprobs(lm, obs["input_ids"], obs["attention_mask"]).numpy()
         last = obs["attention_mask"].sum(1) - 1
-        np.testing.assert_allclose(info["ref_logprob"], full[np.arange(3), last], atol=1e-5, rtol=1e-5)
+        rows = np.flatnonzero(info.get("_ref_logprob", np.ones(3, dtype=bool)))
+        np.testing.assert_allclose(info["ref_logprob"][rows], full[rows, last[rows]], atol=1e-5, rtol=1e-5)
+        checked += len(rows)
+    assert checked >= 24 and isinstance(vec.unwrapped.shaping[0]._prefix.decoder, HFDecoder)

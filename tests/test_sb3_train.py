@@ -165,6 +165,30 @@ def test_reference_top_p_mask() -> None:
     assert (k1.sum(1) == 1).all() and (k1.argmax(1) == p.argmax(1)).all()
 
 
+def test_reference_top_k_mask_follows_episodes_with_its_cache() -> None:
+    """Across steps, episode ends and autoresets, the KV-cached mask keeps the top-k tokens of a full
+    forward pass over each sub-env's current prefix."""
+    from rlhf_envs.lm.loading import load_causal_lm
+
+    lm = load_causal_lm(None)
+    env = make_sb3_env("RLHF/Sentiment-v0", n_envs=3, seed=0, env_kwargs={"max_new_tokens": 4})
+    mask_fn = ReferenceTopMask(lm, top_k=3, top_p=1.0)
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(10):
+        got = mask_fn(obs)
+        ids = torch.as_tensor(obs["input_ids"])
+        attn = torch.as_tensor(obs["attention_mask"]).long()
+        with torch.no_grad():
+            logits = lm(input_ids=ids, attention_mask=attn).logits[torch.arange(3), attn.sum(1) - 1]
+        top = logits.topk(3, dim=-1).indices.numpy()
+        assert (got.sum(1) == 3).all() and all(got[i, top[i]].all() for i in range(3))
+        obs, _, dones, _ = env.step(rng.integers(2, 500, size=3))
+        ended += int(dones.sum())
+    assert ended >= 3  # new episodes started while the mask kept its cache
+
+
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers(dest="command"))

@@ -218,8 +218,10 @@ class NativeVecEnv(VecEnv):
 class ReferenceTopMask:
     """NLPO's action mask: the tokens in the top-k / top-p set of a frozen reference LM.
 
-    Called with the batched observation, it runs one batched forward of ``lm`` over the current
-    prefixes and keeps, for each sub-env, the ``top_k`` most likely next tokens (``None``: no
+    Called with the batched observation, it computes the reference's next-token distribution for
+    every sub-env with the suite's KV-cached decoder (:class:`rlhf_envs.lm.decoder.PrefixLogits`: one
+    decoding step per sub-env whose prefix grew by a token, a prefill for one that started a new
+    episode) and keeps, for each sub-env, the ``top_k`` most likely next tokens (``None``: no
     limit) further cut to the smallest set whose probability reaches ``top_p``. The most likely
     token is always allowed, so no mask is empty. ``always_allow`` ids (EOS, say) stay allowed.
 
@@ -243,20 +245,18 @@ class ReferenceTopMask:
             raise ConfigError(f"top_k must be a positive int or None, got {top_k!r}")
         if not 0.0 < top_p <= 1.0:
             raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+        from rlhf_envs.lm.decoder import PrefixLogits
+
         self.lm, self.top_k, self.top_p, self.temperature = lm, top_k, float(top_p), float(temperature)
         self.always_allow = np.asarray(list(always_allow), dtype=np.int64)
+        self._logits = PrefixLogits(lm, self.temperature)
 
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        ids = torch.as_tensor(np.asarray(obs["input_ids"]), dtype=torch.long)
-        attn = torch.as_tensor(np.asarray(obs["attention_mask"]), dtype=torch.long)
-        last = attn.sum(1).clamp(min=1) - 1
-        width = int(last.max()) + 1
+        lengths = np.asarray(obs["attention_mask"]).astype(np.int64).sum(1).clip(min=1)
         with torch.no_grad():
-            logits = self.lm(input_ids=ids[:, :width], attention_mask=attn[:, :width]).logits
-            logits = logits[torch.arange(len(ids)), last].float() / self.temperature
-            probs = torch.softmax(logits, dim=-1)
+            probs = torch.softmax(self._logits(obs["input_ids"], lengths), dim=-1).cpu()
             sorted_p, order = probs.sort(dim=-1, descending=True)
             before = sorted_p.cumsum(-1) - sorted_p  # mass of the strictly more likely tokens
             keep_sorted = before < self.top_p

@@ -1,5 +1,7 @@
-"""Language models: loading (``loading``), the embedded default's corpus (``corpus``) and pretraining
-(``pretrain``), and the base model as a sampling policy for evaluation (``policy``).
+"""Language models: loading (``loading``), the one KV-cached decoder (``decoder``, with its inference
+kernels in ``kernels``) and the one sampler (``sampling``), the embedded default's corpus
+(``corpus``) and pretraining (``pretrain``), and the base model as a sampling policy for evaluation
+(``policy``). Nothing here imports the rest of the suite (envs, tasks, feedback).
 
 Importing this package does not import torch or transformers; the submodules do when used.
 """

@@ -56,37 +56,24 @@ def cache_root() -> Path:
 def sample_completions(task: SentimentTask, n: int, seed: int, batch_size: int = 64) -> list[Episode]:
     """``n`` episodes: random task prompts continued by the task's own model (temperature 1, no top-k).
 
-    Prompts are grouped by token length so each group decodes in lockstep with a KV cache (one
-    forward per new token). A row stops at EOS or after ``max_new_tokens`` tokens.
+    Prompts are decoded in batches of ``batch_size`` by the suite's one sampler
+    (:func:`rlhf_envs.lm.sampling.sample_with_logprobs`: left-padded, KV-cached, one forward per new
+    token). A row stops at EOS or after ``max_new_tokens`` tokens.
     """
     import torch
+
+    from rlhf_envs.lm.sampling import sample_with_logprobs
 
     rng = np.random.default_rng([seed, 5])
     gen = torch.Generator().manual_seed(seed)
     lm, tok = task.lm, task.tokenizer
     prompts = [task.sample_prompt(rng) for _ in range(n)]
     seeds = rng.integers(2**31, size=n)
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p.ids), []).append(i)
-    completions: list[list[int]] = [[] for _ in range(n)]
-    with torch.no_grad():
-        for rows in by_length.values():
-            for start in range(0, len(rows), batch_size):
-                idx = rows[start : start + batch_size]
-                ids = torch.tensor([prompts[i].ids for i in idx])
-                done = torch.zeros(len(idx), dtype=torch.bool)
-                past = None
-                for _ in range(task.max_new_tokens):
-                    out = lm(input_ids=ids, past_key_values=past, use_cache=True)
-                    past = out.past_key_values
-                    probs = torch.softmax(out.logits[:, -1].float(), -1)
-                    ids = torch.multinomial(probs, 1, generator=gen)
-                    for j in torch.nonzero(~done)[:, 0].tolist():
-                        completions[idx[j]].append(int(ids[j, 0]))
-                    done |= ids[:, 0] == tok.eos_id
-                    if bool(done.all()):
-                        break
+    completions: list[list[int]] = []
+    for start in range(0, n, batch_size):
+        chunk = [p.ids for p in prompts[start : start + batch_size]]
+        comps, _ = sample_with_logprobs(lm, chunk, task.max_new_tokens, tok.eos_id, gen, tok.vocab_size)
+        completions.extend(comps)
     out_eps = []
     for p, c, s in zip(prompts, completions, seeds, strict=True):
         term = bool(c) and c[-1] == tok.eos_id

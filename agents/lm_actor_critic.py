@@ -1,0 +1,160 @@
+"""The language-model actor-critic: a causal LM (the actor), a value head, and a frozen reference copy.
+
+Used by ``policy="lm"`` agents (PPO, A2C, REINFORCE). During a rollout the trained LM samples
+through the suite's one KV-cached decoder (:meth:`LMActorCritic.decoder`, see
+:mod:`rlhf_envs.lm.decoder`); afterwards whole sequences (prompt + completion) go through the policy
+(values) and the frozen reference model (log-probs) in one batched pass each
+(:meth:`LMActorCritic.values_and_ref_logprobs`), and :meth:`LMActorCritic.evaluate_batch` is the
+training pass. Every pass restricts the logits to the env's ``n_actions`` first ids and divides them
+by the same temperature (anything else would bias the KL estimate).
+
+The value head is a linear layer on the LM's final hidden state, initialised near zero.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from agents.envs import is_token_space
+from agents.rollout import Batch
+from rlhf_envs.errors import ConfigError
+from rlhf_envs.lm.decoder import Decoder, make_decoder
+from rlhf_envs.lm.loading import position_ids
+
+
+def model_from_meta(meta: dict[str, Any]) -> nn.Module:
+    """Rebuild an untrained LM of the architecture recorded in a checkpoint (weights load after)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg_dict = dict(meta["lm_config"])
+    model_type = cfg_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg_dict)
+    with torch.random.fork_rng(devices=[]):
+        return AutoModelForCausalLM.from_config(config)
+
+
+class LMActorCritic(nn.Module):
+    """A causal LM (the actor), a value head on its last hidden state, and a frozen reference copy.
+
+    The LM passed in is trained in place; the reference is a deep copy taken at construction.
+    Logits are restricted to the env's ``n_actions`` first ids (the env's vocabulary) and divided by
+    ``temperature`` in every pass.
+    """
+
+    def __init__(
+        self,
+        lm: nn.Module,
+        n_actions: int,
+        temperature: float,
+        value_init_std: float,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.lm = lm
+        self.ref = copy.deepcopy(lm)
+        for p in self.ref.parameters():
+            p.requires_grad_(False)
+        self.ref.eval()
+        self.n_actions = int(n_actions)
+        self.temperature = float(temperature)
+        hidden = int(lm.get_output_embeddings().weight.shape[1])
+        self.value_head = nn.Linear(hidden, 1)
+        with torch.no_grad():
+            self.value_head.weight.normal_(0.0, value_init_std, generator=generator)
+            self.value_head.bias.zero_()
+        self.train()
+
+    def train(self, mode: bool = True) -> LMActorCritic:
+        """Dropout stays off in both LMs: rollout, reference and training passes must agree."""
+        super().train(mode)
+        self.lm.eval()
+        self.ref.eval()
+        return self
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, observation_space: spaces.Space, action_space: spaces.Space, generator: torch.Generator
+    ) -> LMActorCritic:
+        """Build from an agent config (``cfg.model`` is an LM instance or a path)."""
+        if not is_token_space(observation_space):
+            raise ConfigError(
+                f"policy='lm' needs the rlhf token observation Dict(input_ids, attention_mask), got {observation_space}"
+            )
+        if not isinstance(action_space, spaces.Discrete) or int(action_space.start) != 0:
+            raise ConfigError(f"policy='lm' needs a Discrete(vocab_size) action space, got {action_space}")
+        lm = cfg.model
+        if isinstance(lm, str):  # "default" = the embedded model; else a directory or cached hub name
+            from rlhf_envs.lm.loading import load_causal_lm
+
+            lm = load_causal_lm(lm, device=cfg.device, cache=False)
+            lm.requires_grad_(True)
+        if not hasattr(lm, "get_output_embeddings") or lm.get_output_embeddings() is None:
+            raise ConfigError(
+                f"model must be a transformers causal LM with an output embedding, got {type(lm).__name__}"
+            )
+        vocab = int(lm.get_output_embeddings().weight.shape[0])
+        if vocab < action_space.n:
+            raise ConfigError(
+                f"the LM's vocabulary ({vocab}) is smaller than the env's action space ({action_space.n})"
+            )
+        return cls(lm, int(action_space.n), cfg.temperature, cfg.value_head_init_std, generator)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """The LM architecture (for :func:`model_from_meta`)."""
+        return {"lm_config": self.lm.config.to_dict(), "lm_class": type(self.lm).__name__}
+
+    # -- passes -----------------------------------------------------------------------------------
+
+    def _logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Temperature-scaled logits over the env's vocabulary (training and reference passes)."""
+        head = model.get_output_embeddings()
+        if type(head) is nn.Linear:  # only the env's ``n_actions`` rows of the output matrix
+            bias = None if head.bias is None else head.bias[: self.n_actions]
+            logits = torch.nn.functional.linear(hidden, head.weight[: self.n_actions], bias).float()
+        else:
+            logits = head(hidden)[..., : self.n_actions].float()
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
+    def decoder(self, rows: int, capacity: int) -> Decoder:
+        """A KV-cached decoder over the trained LM for ``rows`` rows of ``capacity`` cache slots.
+
+        Its logits are this policy's: the env's ``n_actions`` first ids, divided by the temperature
+        (what :meth:`evaluate_batch` computes over whole sequences, up to float rounding).
+        """
+        return make_decoder(self.lm, rows, capacity, self.n_actions, self.temperature)
+
+    def _sequence_pass(self, model: nn.Module, obs: dict[str, torch.Tensor], n_response: int):  # noqa: ANN202
+        ids, mask = obs["input_ids"], obs["attention_mask"]
+        hidden = model.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
+        ).last_hidden_state
+        # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
+        return hidden[:, -n_response - 1 : -1]
+
+    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(log-probs, entropies, values)`` of the completion tokens, ``(B, R)``."""
+        h = self._sequence_pass(self.lm, batch.obs, batch.actions.shape[1])
+        logp_all = torch.log_softmax(self._logits(self.lm, h), dim=-1)
+        logp = logp_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy, self.value_head(h).squeeze(-1).float()
+
+    @torch.no_grad()
+    def values_and_ref_logprobs(
+        self, obs: dict[str, torch.Tensor], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched policy pass (values) and one reference pass (log-probs) over whole sequences."""
+        n = actions.shape[1]
+        values = self.value_head(self._sequence_pass(self.lm, obs, n)).squeeze(-1).float()
+        h_ref = self._sequence_pass(self.ref, obs, n)
+        ref_logp = (
+            torch.log_softmax(self._logits(self.ref, h_ref), dim=-1)
+            .gather(-1, actions.unsqueeze(-1))
+            .squeeze(-1)
+        )
+        return values, ref_logp

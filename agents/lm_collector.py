@@ -1,0 +1,166 @@
+"""The LM agents' rollout: one sampled completion per sub-env, then the KL-penalised PPO batch.
+
+:class:`EpisodeCollector`, in the order a PPO iteration uses it:
+
+1. :meth:`~EpisodeCollector.rollout` resets every sub-env (seed from the agent's generator) and
+   samples one completion per sub-env with the suite's KV-cached decoder: the prompt is encoded
+   once, then each step feeds only the new token. Prompts of different lengths are left-padded
+   (with matching position ids), so every row writes the same cache slot. Sampling uses the same
+   temperature as every later pass, with top-k 0 / top-p 1 (anything else would bias the KL
+   estimate), by inverse CDF on one uniform per row from the agent's generator
+   (:func:`rlhf_envs.lm.sampling.sample_tokens`). Only the sampled tokens' log-probabilities are
+   kept: the buffer never holds vocabulary-sized tensors. Each token is sent to the env, which pays
+   the task reward on the final real token.
+2. Whole sequences (prompt + completion) then go through the policy (values) and the frozen
+   reference model (log-probs) in one batched pass each.
+3. Per-token reward: ``env reward - beta * KL_t`` with ``KL_t`` the k1 (``logp - logp_ref``) or k3
+   estimator; beta fixed or adapted towards a target (:class:`agents.kl_control.KLController`).
+   GAE with gamma 1, lambda 0.95 over the completion tokens; the episode's last real token ends the
+   chain.
+4. The PPO update (:mod:`agents.ppo`) runs on episodes as samples, with every per-token mean masked
+   to real completion tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from agents.envs import autoreset_mode
+from agents.kl_control import KLController
+from agents.lm_actor_critic import LMActorCritic
+from agents.rollout import Batch, EpisodeTracker, compute_gae
+from rlhf_envs.lm.sampling import sample_tokens
+
+
+class EpisodeCollector:
+    """Samples one completion per sub-env with the KV-cached LM and assembles the PPO batch."""
+
+    def __init__(self, agent: Any) -> None:
+        cfg = agent.config
+        self.env = agent.env
+        self.policy: LMActorCritic = agent.policy
+        self.device = cfg.device
+        self.kl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.kl_target, cfg.kl_horizon)
+        self.tracker = EpisodeTracker(self.env.num_envs)
+
+    def reset(self, seed: int) -> None:
+        """Nothing to do: every LM rollout starts by resetting all sub-envs."""
+
+    def state_dict(self) -> dict[str, float]:
+        return {"kl_coef": self.kl.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        if "kl_coef" in state:
+            self.kl.value = float(state["kl_coef"])
+
+    @torch.no_grad()
+    def rollout(
+        self, env: Any, seed: int, generator: torch.Generator, deterministic: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
+        """One episode per sub-env of ``env``.
+
+        Returns ``(obs, actions, log_probs, env_rewards, mask, episodes)``: ``obs`` holds the
+        left-padded ``(B, P + R)`` sequences, the others are ``(B, R)`` over completion tokens.
+        """
+        pol, dev = self.policy, self.device
+        n = env.num_envs
+        mode = autoreset_mode(env)
+        obs, _ = env.reset(seed=seed)
+        ids = torch.as_tensor(obs["input_ids"])
+        lens = torch.as_tensor(obs["attention_mask"]).long().sum(1)
+        p_max = int(lens.max())
+        prompt = torch.zeros(n, p_max, dtype=torch.long)
+        pmask = torch.zeros(n, p_max, dtype=torch.long)
+        for i in range(n):  # left-pad each prompt (ids arrive right-padded)
+            k = int(lens[i])
+            prompt[i, p_max - k :] = ids[i, :k]
+            pmask[i, p_max - k :] = 1
+        prompt, pmask = prompt.to(dev), pmask.to(dev)
+        max_new = int(ids.shape[1] - lens.min())
+        tracker = EpisodeTracker(n, maxlen=None)
+        decoder = pol.decoder(n, p_max + max_new)
+        logits = decoder.prefill(prompt, pmask)
+        active = np.ones(n, dtype=bool)
+        acts, logps, rews, masks = [], [], [], []
+        episodes: list[dict] = []
+        for _ in range(max_new):
+            tokens, logp = sample_tokens(logits, generator, deterministic)
+            step_actions = np.where(active, tokens.cpu().numpy(), 0).astype(np.int64)
+            _, rewards, term, trunc, infos = env.step(step_actions)
+            ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, active)
+            episodes.extend(list(tracker.completed)[len(tracker.completed) - len(ended) :])
+            acts.append(torch.where(torch.as_tensor(active, device=dev), tokens, 0))
+            logps.append(torch.where(torch.as_tensor(active, device=dev), logp, 0.0))
+            rews.append(torch.as_tensor(np.where(active, rewards, 0.0), dtype=torch.float32, device=dev))
+            masks.append(torch.as_tensor(active, device=dev))
+            done = (np.asarray(term) | np.asarray(trunc)) & active
+            active = active & ~done
+            if not active.any():
+                break
+            if mode == AutoresetMode.DISABLED and done.any():
+                env.reset(options={"reset_mask": done})
+            logits = decoder.step(tokens)
+        actions = torch.stack(acts, 1)
+        mask = torch.stack(masks, 1)
+        seq = {
+            "input_ids": torch.cat([prompt, actions], 1),
+            "attention_mask": torch.cat([pmask, mask.long()], 1),
+        }
+        return seq, actions, torch.stack(logps, 1), torch.stack(rews, 1), mask, episodes
+
+    def collect(self, agent: Any) -> tuple[Batch, int, dict[str, float]]:
+        """One PPO batch: rollout, reference/value passes, KL-penalised rewards, GAE."""
+        cfg = agent.config
+        seed = int(agent.np_rng.integers(2**31))
+        obs, actions, logp, env_rewards, mask, episodes = self.rollout(self.env, seed, agent.torch_rng)
+        values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        m = mask.float()
+        log_ratio = (logp - ref_logp) * m  # log(p / p_ref) per token
+        k1 = log_ratio
+        k3 = (torch.exp(-log_ratio) - 1.0 + log_ratio) * m  # r = p_ref / p: (r - 1) - log r
+        beta = self.kl.value
+        penalty = -beta * (k1 if cfg.kl_estimator == "k1" else k3)
+        rewards = (env_rewards + penalty) * m
+        values = values * m
+        last = (mask.long().cumsum(1) == mask.long().sum(1, keepdim=True)) & mask  # the final real token
+        adv, ret = compute_gae(
+            rewards.T,
+            values.T,
+            last.float().T,
+            torch.zeros(len(m), device=m.device),
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        adv, ret = adv.T * m, ret.T * m
+        kl_k1 = float(k1.sum(1).mean())
+        kl_k3 = float(k3.sum(1).mean())
+        self.kl.update(kl_k1, len(m))
+        for ep in episodes:
+            self.tracker.completed.append(ep)
+        summary = self.tracker.summary(episodes)
+        metrics = {
+            **summary,
+            "kl_ref": kl_k1,
+            "kl_ref_k3": kl_k3,
+            "kl_coef": beta,
+            "reward_kl_penalty": float(penalty.sum(1).mean()),
+            "mean_total_reward": float(rewards.sum(1).mean()),
+            "completion_tokens": float(m.sum(1).mean()),
+        }
+        batch = Batch(obs, actions, logp, values, adv, ret, mask, rewards)
+        return batch, int(m.sum()), metrics
+
+    def evaluate(
+        self, env: Any, n_episodes: int, deterministic: bool, seed: int, generator: torch.Generator
+    ) -> list[dict]:
+        """``n_episodes`` episodes from batches of ``env.num_envs`` (seeds ``seed``, ``seed + n``, ...)."""
+        episodes: list[dict] = []
+        s = seed
+        while len(episodes) < n_episodes:
+            episodes.extend(self.rollout(env, s, generator, deterministic)[-1])
+            s += env.num_envs
+        return episodes[:n_episodes]
