@@ -41,8 +41,14 @@ def set_training_threads(threads: int | None = None) -> int:
     """
     import torch
 
+    from rlhf_envs.errors import ConfigError
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(
+            f"threads must be None (the default, {DEFAULT_TRAIN_THREADS}) or an int >= 1, got {threads!r}"
+        )
     previous = torch.get_num_threads()
-    torch.set_num_threads(DEFAULT_TRAIN_THREADS if threads is None else int(threads))
+    torch.set_num_threads(DEFAULT_TRAIN_THREADS if threads is None else threads)
     return previous
 
 
