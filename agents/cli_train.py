@@ -95,8 +95,6 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
             opts.setdefault("log_dir", args.log_dir)
         if args.preset is not None:
             opts["preset"] = args.preset
-        if args.threads is not None:
-            opts.setdefault("threads", args.threads)
         if _is_language(args.env):
             from rlhf_envs.lm.loading import resolve_model_path
 

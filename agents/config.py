@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from agents.checks import check_bool, check_choice, check_float, check_int, check_path
 from agents.presets import get_preset
-from agents.threads import DEFAULT_TRAIN_THREADS
 from rlhf_envs.errors import ConfigError
 
 
@@ -112,9 +111,10 @@ class OnPolicyConfig:
     #: torch device
     device: str = "cpu"
     #: torch CPU threads while the agent learns, evaluates and samples (set for the call, restored
-    #: afterwards); ``None`` leaves torch's own setting. One is fastest for these small models and
-    #: on a busy machine (measured in :mod:`agents.threads`); try more on an idle many-core machine.
-    threads: int | None = DEFAULT_TRAIN_THREADS
+    #: afterwards); ``None``: the process's choice (:func:`agents.threads.set_training_threads`,
+    #: e.g. ``--threads``), else 1, fastest for these small models and on a busy machine (measured
+    #: in :mod:`agents.threads`); try more on an idle many-core machine
+    threads: int | None = None
     #: directory for TensorBoard events and ``progress.csv``; ``None`` logs nothing to disk
     log_dir: str | None = None
     #: write TensorBoard events into ``log_dir``

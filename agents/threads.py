@@ -14,9 +14,11 @@ CartPole-v1, MLP, 4,096 steps          2.7-4.6 s   109-131 s
 RLHF/Sentiment-v0, LM, 256 tokens      2.6 s       23-35 s
 =====================================  ==========  ===========
 
-So the agents train on :data:`DEFAULT_TRAIN_THREADS` = 1 thread unless told otherwise:
-``PPO(..., threads=4)`` or ``rlhf-envs train|rlhf|demo --threads 4`` on an idle machine with cores
-to spare (worth trying for the LM policy), ``threads=None`` to leave torch's setting as it is.
+So the agents train on :data:`DEFAULT_TRAIN_THREADS` = 1 thread unless told otherwise: per agent
+with ``PPO(..., threads=4)``, or for the whole process with :func:`set_training_threads` (what
+``rlhf-envs train|rlhf|demo --threads 4`` and the benchmarks' ``init_torch`` do), on an idle
+machine with cores to spare (worth trying for the LM policy). An agent sets its count while it
+learns, evaluates or samples and puts torch's previous count back afterwards.
 """
 
 from __future__ import annotations
@@ -34,33 +36,42 @@ DEFAULT_TRAIN_THREADS = 1
 DEFAULT_TRAIN_THREADS_HELP = f"{DEFAULT_TRAIN_THREADS}, fastest for these small models and on a busy machine"
 
 
-def set_training_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to ``threads`` (``None``: :data:`DEFAULT_TRAIN_THREADS`).
+#: the count chosen for this process by :func:`set_training_threads` (``None``: nobody chose)
+_process_choice: int | None = None
 
-    Returns the previous count. For the command line, where the process is ours.
+
+def set_training_threads(threads: int | None = None) -> int:
+    """Choose the process's training threads (``None``: :data:`DEFAULT_TRAIN_THREADS`) and set torch.
+
+    Agents built with ``threads=None`` (the default) follow this choice. Returns torch's previous
+    count. For the command line and scripts, where the process is the caller's.
     """
     import torch
 
     from rlhf_envs.errors import ConfigError
 
+    global _process_choice
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(
             f"threads must be None (the default, {DEFAULT_TRAIN_THREADS}) or an int >= 1, got {threads!r}"
         )
+    _process_choice = DEFAULT_TRAIN_THREADS if threads is None else threads
     previous = torch.get_num_threads()
-    torch.set_num_threads(DEFAULT_TRAIN_THREADS if threads is None else threads)
+    torch.set_num_threads(_process_choice)
     return previous
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block on ``threads`` torch threads and restore the previous count afterwards.
+def training_threads(threads: int | None = None) -> int:
+    """The thread count an agent with config ``threads`` uses: ``threads`` itself, else the
+    process's choice (:func:`set_training_threads`), else :data:`DEFAULT_TRAIN_THREADS`."""
+    if threads is not None:
+        return threads
+    return _process_choice if _process_choice is not None else DEFAULT_TRAIN_THREADS
 
-    ``None`` leaves torch's setting alone (the caller manages it).
-    """
-    if threads is None:
-        yield
-        return
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads and restore the previous count afterwards."""
     import torch
 
     previous = torch.get_num_threads()
@@ -74,11 +85,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def uses_config_threads(method: Callable[..., T]) -> Callable[..., T]:
-    """Decorate an agent method to run on ``self.config.threads`` torch threads (see above)."""
+    """Decorate an agent method to run on :func:`training_threads` of ``self.config.threads``."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
-        with torch_threads(self.config.threads):
+        with torch_threads(training_threads(self.config.threads)):
             return method(self, *args, **kwargs)
 
     return wrapper

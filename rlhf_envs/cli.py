@@ -46,7 +46,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         timesteps=args.timesteps,
         out_dir=args.out,
         progress_bar=not args.no_progress,
-        threads=args.threads,
     )
     return 0
 

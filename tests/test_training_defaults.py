@@ -17,6 +17,7 @@ import torch
 
 from agents import PPO
 from agents.cli_train import add_train_parser, run_train
+from rlhf_envs.errors import ConfigError
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -83,25 +84,31 @@ def test_sb3_logs_csv_without_tensorboard(tmp_path, no_tensorboard, restore_thre
     assert not any(p.name.startswith("events.") for p in tmp_path.rglob("*"))
 
 
-def test_agents_learn_on_one_thread_unless_told(restore_threads):
+def test_agents_learn_on_one_thread_unless_told(restore_threads, monkeypatch):
+    import agents.threads
+
+    monkeypatch.setattr(agents.threads, "_process_choice", None)
     seen = []
 
     def record(agent, metrics):
         seen.append(torch.get_num_threads())
 
+    def learn(**kw):
+        seen.clear()
+        PPO("CartPole-v1", seed=0, n_envs=2, n_steps=16, **kw).learn(32, progress_bar=False, callback=record)
+        return seen[0]
+
     torch.set_num_threads(2)
     agent = PPO("CartPole-v1", seed=0, n_envs=2, n_steps=16)
     agent.learn(32, progress_bar=False, callback=record)
-    assert seen == [1] and torch.get_num_threads() == 2  # set for the call, then restored
+    assert seen == [1] and torch.get_num_threads() == 2  # one thread for the call, then restored
     agent.evaluate(1)
     assert torch.get_num_threads() == 2
-    seen.clear()
     torch.set_num_threads(1)
-    PPO("CartPole-v1", seed=0, n_envs=2, n_steps=16, threads=2).learn(32, progress_bar=False, callback=record)
-    assert seen == [2] and torch.get_num_threads() == 1
-    seen.clear()
-    torch.set_num_threads(2)
-    PPO("CartPole-v1", seed=0, n_envs=2, n_steps=16, threads=None).learn(
-        32, progress_bar=False, callback=record
-    )
-    assert seen == [2]  # None: torch's setting is left alone
+    assert learn(threads=2) == 2 and torch.get_num_threads() == 1  # per agent
+    agents.threads.set_training_threads(2)  # per process (--threads, benchmarks' init_torch)
+    assert learn() == 2 and learn(threads=1) == 1
+    with pytest.raises(ConfigError, match="threads must be"):
+        agents.threads.set_training_threads(0)
+    with pytest.raises(ConfigError, match="threads must be an int >= 1"):
+        PPO("CartPole-v1", threads=0)
