@@ -13,6 +13,7 @@ own ``numpy.random.Generator`` (env seeds). Building or training an agent leaves
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -36,7 +37,8 @@ from agents.rollout import (
     summarize_episodes,
 )
 from agents.run_logger import TrainingLogger
-from rlhf_envs.errors import ConfigError
+from agents.threads import uses_config_threads
+from rlhf_envs.errors import ConfigError, DataError
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -194,6 +196,7 @@ class OnPolicyAgent:
 
     # -- learning ---------------------------------------------------------------------------------
 
+    @uses_config_threads
     def learn(
         self,
         total_timesteps: int,
@@ -326,6 +329,7 @@ class OnPolicyAgent:
 
     # -- sampling and evaluation ------------------------------------------------------------------
 
+    @uses_config_threads
     @torch.no_grad()
     def sample_episodes(
         self,
@@ -383,6 +387,7 @@ class OnPolicyAgent:
             seeds=seed_arg if isinstance(seed_arg, list) else [seed_arg + i for i in range(len(actions))],
         )
 
+    @uses_config_threads
     @torch.no_grad()
     def evaluate(
         self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None, env: Any = None
@@ -498,40 +503,85 @@ class OnPolicyAgent:
         return path
 
     @classmethod
-    def load(cls, path: str, env: Any = None, **overrides: Any) -> OnPolicyAgent:
+    def load(
+        cls, path: str, env: Any = None, *, allow_import: bool = False, **overrides: Any
+    ) -> OnPolicyAgent:
         """Rebuild an agent from a checkpoint written by :meth:`save`.
 
         ``env`` is needed when the agent was trained on an env instance (no id to rebuild from).
-        ``overrides`` replace config fields (e.g. ``log_dir``, ``device``).
+        ``overrides`` replace config fields (e.g. ``log_dir``, ``device``, ``env_kwargs``).
+
+        Loading never imports a module or reads a file that only the checkpoint names (see
+        :func:`agents.checkpoint.check_saved_env`): the saved env id must be registered (its
+        ``"module:Id"`` form is refused unless ``allow_import=True``), the saved ``env_kwargs``
+        must be arguments the env accepts, and ones that name files (``prompts=``, ``model=``,
+        ``proxy=``, ``reference=``) must be passed again as ``env_kwargs=``. A corrupt checkpoint
+        raises :class:`~agents.checkpoint.CheckpointError` naming the file, after trying the
+        ``<path>.bak`` copy an interrupted save may have left (loaded with a warning).
         """
-        meta, tensors, model_file = ckpt.read_checkpoint(path)
+        if not isinstance(allow_import, bool):
+            raise ConfigError(f"allow_import must be True or False, got {allow_import!r}")
+        return ckpt.first_readable(
+            path, lambda directory: cls._load_dir(str(path), directory, env, allow_import, overrides)
+        )
+
+    @classmethod
+    def _load_dir(
+        cls, path: str, directory: Any, env: Any, allow_import: bool, overrides: dict[str, Any]
+    ) -> OnPolicyAgent:
+        """:meth:`load` from one checkpoint directory (``path`` itself or its ``.bak`` copy)."""
+        ck = ckpt.read_checkpoint_dir(directory)
+        meta, config_file = ck.meta, ck.file("config.json")
         if meta["algorithm"] != cls.__name__:
-            raise ValueError(f"checkpoint {path!r} holds a {meta['algorithm']} agent, not {cls.__name__}")
+            raise DataError(
+                f"checkpoint {path!r} holds a {meta['algorithm']} agent, not {cls.__name__}; "
+                f"load it with {meta['algorithm']}.load"
+            )
         config = dict(meta["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ckpt.CheckpointError(
+                f"checkpoint file {config_file!r}: unknown {cls.config_class.__name__} field(s) "
+                f"{', '.join(map(repr, unknown))}"
+            )
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ConfigError(
+                f"unknown {cls.config_class.__name__} option(s) {', '.join(map(repr, bad))} given to "
+                f"load; allowed: {', '.join(sorted(names))}"
+            )
+        if isinstance(config.get("hidden_sizes"), list):
+            config["hidden_sizes"] = tuple(config["hidden_sizes"])
+        try:  # the saved settings alone must be valid (the caller's overrides are checked below)
+            cls.config_class(**{k: v for k, v in config.items() if k != "preset"})
+        except ConfigError as exc:
+            raise ckpt.CheckpointError(f"checkpoint file {config_file!r}: {exc}") from None
+        saved_id = meta["env_id"]
+        ckpt.check_saved_env(
+            config_file,
+            saved_id if env is None else None,
+            config.get("env_kwargs", {}),
+            allow_import=allow_import,
+            check_files="env_kwargs" not in overrides,
+        )
+        target_env = env if env is not None else saved_id
+        if target_env is None:
+            raise ConfigError(f"checkpoint {path!r} was trained on an env instance; pass env= to load it")
         if config.get("policy") == "lm" and "model" not in overrides:
             from agents.lm_actor_critic import model_from_meta
 
-            config["model"] = model_from_meta(meta["policy"])
+            config["model"] = ckpt.rebuild_lm(config_file, meta.get("policy"), model_from_meta)
+        preset = config.pop("preset", None)
         config.update(overrides)
-        target_env = env if env is not None else meta["env_id"]
-        if target_env is None:
-            raise ValueError(f"checkpoint {path!r} was trained on an env instance; pass env= to load it")
         agent = cls(target_env, seed=meta["seed"], **config)
+        agent.config.preset = overrides.get("preset", preset)
         if env is not None and isinstance(env, str):
             agent.env_id = env
         elif env is None:
-            agent.env_id = meta["env_id"]
-        ckpt.load_weights(agent.policy, model_file)
-        ckpt.load_optimizer_state(agent.optimizer, tensors, meta["optimizer"])
-        agent.init_rng.set_state(tensors["rng.init"])
-        agent.torch_rng.set_state(tensors["rng.torch"].to(agent.torch_rng.device))
-        agent.np_rng.bit_generator.state = meta["np_rng"]
-        agent.num_timesteps = int(meta["num_timesteps"])
-        agent.iteration = int(meta["iteration"])
-        agent._total_timesteps = int(meta["total_timesteps"])
-        if hasattr(agent.collector, "load_state_dict"):
-            agent.collector.load_state_dict(meta.get("collector", {}))
+            agent.env_id = saved_id.split(":", 1)[-1]
+        ckpt.load_weights(agent.policy, ck.model_file)
+        ckpt.load_saved_state(agent, ck)
         agent._needs_reset = True
         agent.last_checkpoint = path
         return agent

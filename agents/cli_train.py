@@ -27,12 +27,14 @@ import sys
 import time
 from typing import Any
 
+from agents.threads import DEFAULT_TRAIN_THREADS_HELP
 from rlhf_envs.errors import ConfigError
 
 CUSTOM_ALGOS = ("ppo", "reinforce", "a2c")
 
 
-def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as a dict (values parsed as JSON when they parse, else strings)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -77,11 +79,11 @@ def _is_language(env_id: str) -> bool:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate as the parsed arguments say; returns the result dict that is printed."""
-    import torch
+    from agents.threads import set_training_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    extra = _parse_sets(args.set or [])
+    check_train_args(args)
+    set_training_threads(args.threads)
+    extra = parse_sets(args.set or [])
     algo = args.algo.strip().lower()
     result: dict[str, Any] = {"algo": algo, "env": args.env, "seed": args.seed, "steps": args.steps}
     if algo in CUSTOM_ALGOS:
@@ -153,11 +155,54 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def check_train_args(args: argparse.Namespace) -> None:
+    """Refuse a bad command line before anything is built (:class:`ConfigError`, one clear line)."""
+    import os
+
+    import gymnasium as gym
+
+    import rlhf_envs  # noqa: F401  (registers the ids)
+
+    if ":" in args.env:
+        raise ConfigError(
+            f"--env {args.env!r}: give a registered env id (the 'module:' form is not accepted)"
+        )
+    try:
+        gym.spec(args.env)
+    except gym.error.Error as exc:
+        raise ConfigError(
+            f"--env {args.env!r} is not a registered env id ({exc}); see `rlhf-envs list`"
+        ) from None
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be a positive number of env steps, got {args.steps}")
+    if args.n_envs is not None and args.n_envs < 1:
+        raise ConfigError(f"--n-envs must be a positive int, got {args.n_envs}")
+    if args.eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes must be >= 0 (0 skips evaluation), got {args.eval_episodes}")
+    if args.log_dir is not None and os.path.exists(args.log_dir) and not os.path.isdir(args.log_dir):
+        raise ConfigError(f"--log-dir {args.log_dir!r} is a file; give a directory")
+    if args.save is not None:
+        parent = os.path.dirname(os.path.abspath(args.save))
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            raise ConfigError(f"--save {args.save!r}: {parent!r} is a file, not a directory")
+        custom = args.algo.strip().lower() in CUSTOM_ALGOS
+        if custom and os.path.exists(args.save) and not os.path.isdir(args.save):
+            raise ConfigError(
+                f"--save {args.save!r} is a file; the custom agents save a checkpoint directory"
+            )
+        if not custom:
+            target = args.save if args.save.endswith(".zip") else args.save + ".zip"
+            if os.path.isdir(target):
+                raise ConfigError(f"--save {args.save!r}: {target!r} is a directory; SB3 saves a .zip file")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from rlhf_envs.cli import usage_errors
+
     try:
         result = run_train(args)
-    except ConfigError as exc:
-        print(f"rlhf-envs train: error: {exc}", file=sys.stderr)
+    except usage_errors() as exc:
+        print(f"rlhf-envs train: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(json.dumps(result, default=float))
     return 0
@@ -183,7 +228,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="where to save the trained model")
     p.add_argument("--log-dir", default=None, help="TensorBoard / monitor / progress.csv directory")
     p.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--threads", type=int, default=None, help=f"torch threads (default: {DEFAULT_TRAIN_THREADS_HELP})"
+    )
     p.add_argument(
         "--preset",
         default=None,

@@ -13,9 +13,11 @@ documented once, here; the presets only name values.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agents.checks import check_bool, check_choice, check_float, check_int, check_path
 from agents.presets import get_preset
 from rlhf_envs.errors import ConfigError
 
@@ -108,6 +110,11 @@ class OnPolicyConfig:
     # -- bookkeeping ------------------------------------------------------------------------------
     #: torch device
     device: str = "cpu"
+    #: torch CPU threads while the agent learns, evaluates and samples (set for the call, restored
+    #: afterwards); ``None``: the process's choice (:func:`agents.threads.set_training_threads`,
+    #: e.g. ``--threads``), else 1, fastest for these small models and on a busy machine (measured
+    #: in :mod:`agents.threads`); try more on an idle many-core machine
+    threads: int | None = None
     #: directory for TensorBoard events and ``progress.csv``; ``None`` logs nothing to disk
     log_dir: str | None = None
     #: write TensorBoard events into ``log_dir``
@@ -130,15 +137,19 @@ class OnPolicyConfig:
     LM_PRESET: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        if isinstance(self.hidden_sizes, list | tuple):
+            self.hidden_sizes = tuple(self.hidden_sizes)
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` / ``ValueError`` on settings that cannot work."""
-        for name in ("n_envs", "n_steps", "checkpoint_every", "d_model", "n_layers", "n_heads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        """Raise :class:`ConfigError` on settings that cannot work, naming the field and its range.
+
+        Every field is checked here, when the config is built: non-finite numbers, negative
+        coefficients and clip ranges (a negative ``max_grad_norm`` would turn descent into ascent)
+        and empty layers never reach training.
+        """
+        for name in ("n_envs", "n_steps", "checkpoint_every", "d_model", "n_layers", "n_heads", "kl_horizon"):
+            check_int(name, getattr(self, name), 1)
         choices = {
             "optimizer": ("adam", "rmsprop"),
             "norm_adv": ("minibatch", "batch", "none"),
@@ -148,12 +159,38 @@ class OnPolicyConfig:
             "token_features": ("none", "length"),
         }
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}")
-        if self.learning_rate <= 0 or self.temperature <= 0:
-            raise ValueError("learning_rate and temperature must be positive")
+            check_choice(name, getattr(self, name), allowed)
+        if not isinstance(self.env_kwargs, dict):
+            raise ConfigError(f"env_kwargs must be a dict of env keyword arguments, got {self.env_kwargs!r}")
+        check_bool("bootstrap_truncated", self.bootstrap_truncated, allow_none=True)
+        for name in ("anneal_lr", "use_action_mask", "adaptive_kl", "tensorboard"):
+            check_bool(name, getattr(self, name))
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_float("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_float("temperature", self.temperature, 0.0, low_open=True)
+        check_float("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, allow_none=True)
+        for name in ("vf_coef", "ent_coef", "kl_coef", "value_head_init_std"):
+            check_float(name, getattr(self, name), 0.0)
+        check_float("kl_target", self.kl_target, 0.0, low_open=True)
+        check_float("log_std_init", self.log_std_init)
+        if not isinstance(self.hidden_sizes, tuple):
+            raise ConfigError(
+                f"hidden_sizes must be a tuple of layer widths (ints >= 1), got {self.hidden_sizes!r}"
+            )
+        for i, width in enumerate(self.hidden_sizes):
+            check_int(f"hidden_sizes[{i}]", width, 1)
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        if not isinstance(self.device, str):
+            raise ConfigError(
+                f"device must be a torch device string ('cpu', 'cuda', ...), got {self.device!r}"
+            )
+        if self.threads is not None:
+            check_int("threads", self.threads, 1)
+        for name in ("log_dir", "checkpoint_dir"):
+            path = check_path(name, getattr(self, name))
+            if path is not None and os.path.exists(path) and not os.path.isdir(path):
+                raise ConfigError(f"{name} {path!r} is a file; give a directory (new or existing)")
         if self.use_action_mask and self.policy == "lm":
             raise ConfigError("use_action_mask=True is supported for policy='mlp' and 'transformer' only")
         if self.d_model % self.n_heads:
@@ -241,11 +278,11 @@ class PPOConfig(OnPolicyConfig):
     def validate(self) -> None:
         super().validate()
         for name in ("n_epochs", "n_minibatches"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive int, got {v!r}")
-        if self.clip_range <= 0:
-            raise ValueError(f"clip_range must be positive, got {self.clip_range}")
+            check_int(name, getattr(self, name), 1)
+        check_float("clip_range", self.clip_range, 0.0, low_open=True)
+        check_bool("anneal_clip", self.anneal_clip)
+        check_float("clip_range_vf", self.clip_range_vf, 0.0, low_open=True, allow_none=True)
+        check_float("target_kl", self.target_kl, 0.0, low_open=True, allow_none=True)
 
 
 @dataclass

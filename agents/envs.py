@@ -71,6 +71,63 @@ def without_env_reference(env_or_id: Any, env_kwargs: dict[str, Any]) -> dict[st
     return {**env_kwargs, "ref_logprobs": False}
 
 
+#: keyword arguments every rlhf env id takes besides its task's parameters
+ENV_ARGUMENTS = ("render_mode", "shaping", "autoreset_mode")
+#: task parameters that name a file or directory (plus any parameter annotated ``os.PathLike``)
+FILE_PARAMETERS = ("model", "prompts", "proxy", "reference")
+
+
+def env_parameters(env_id: str) -> tuple[set[str] | None, set[str]]:
+    """``(allowed keyword arguments, those that name files)`` of a registered env id.
+
+    For an rlhf id: its task's parameters plus :data:`ENV_ARGUMENTS`; the file-valued ones are
+    :data:`FILE_PARAMETERS` and any parameter annotated as ``os.PathLike``. For another id: the
+    parameters of its entry point (``None`` if it takes ``**kwargs``), none known to name files.
+    Raises :class:`ConfigError` for an id that is not registered (nothing is imported to find it).
+    """
+    import inspect
+
+    import rlhf_envs  # noqa: F401  (registers the ids)
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ConfigError(f"unknown env id {env_id!r}: {exc}") from None
+    task = spec.kwargs.get("task")
+    if isinstance(task, str):
+        from rlhf_envs.tasks import task_class, task_parameters
+
+        cls = task_class(task)
+        if cls is None:
+            raise ConfigError(f"env id {env_id!r} names task {task!r}, which is not registered")
+        params = task_parameters(cls)
+        annotations = inspect.signature(cls.__init__).parameters
+        files = {p for p in params if p in FILE_PARAMETERS or "PathLike" in str(annotations[p].annotation)}
+        return set(params) | set(ENV_ARGUMENTS), files
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)  # the module gym.make imports
+    try:
+        sig = inspect.signature(creator)
+    except (TypeError, ValueError):
+        return None, set()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None, set()
+    return {p for p in sig.parameters if p != "self"}, set()
+
+
+def names_a_file(name: str, value: Any) -> bool:
+    """Whether ``value`` of the file-valued parameter ``name`` points at a file or directory.
+
+    ``None`` and ``"default"`` (the embedded model) and inline prompt lists do not.
+    """
+    import os
+
+    if value is None or (name in ("model", "reference") and value == "default"):
+        return False
+    return isinstance(value, str | os.PathLike)
+
+
 def autoreset_mode(env: VectorEnv) -> AutoresetMode:
     """The env's autoreset mode (NEXT_STEP when the env does not say, as in Gymnasium < 1.1)."""
     mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)

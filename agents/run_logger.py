@@ -4,7 +4,8 @@ Every iteration the agent hands :class:`TrainingLogger` one flat ``{name: float}
 approx KL k1/k3, clip fraction, explained variance, entropy, KL to the reference, KL coefficient,
 episode returns and each reward component). The CSV header grows when a new metric appears (the
 file is rewritten once with the wider header, atomically), so late-appearing components are not
-lost and a crash never leaves a half-written file behind.
+lost and a crash never leaves a half-written file behind. TensorBoard is optional: without the
+``tensorboard`` package a ``log_dir`` still gets its CSV file, and a warning says how to install it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -20,6 +22,32 @@ from rlhf_envs import atomic_io
 
 #: metrics shown on the progress bar, in this order, when present
 BAR_KEYS = ("mean_return", "success_rate", "reward_task", "kl_ref", "approx_kl_k3", "fps")
+
+
+#: how to get TensorBoard (an optional dependency) when it is missing
+TENSORBOARD_HINT = (
+    "pip install tensorboard (or the project's 'baselines' extra: pip install -e '.[baselines]')"
+)
+
+
+def summary_writer_class() -> Any:
+    """``torch.utils.tensorboard.SummaryWriter``, or ``None`` when the optional ``tensorboard``
+    package is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter
+
+
+def warn_no_tensorboard(log_dir: str) -> None:
+    """Say once per call site that only CSV is logged, and how to get TensorBoard events."""
+    warnings.warn(
+        f"tensorboard is not installed: {log_dir!r} gets CSV logs only (progress.csv / monitor.csv); "
+        f"for TensorBoard events: {TENSORBOARD_HINT}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class TrainingLogger:
@@ -41,9 +69,11 @@ class TrainingLogger:
             os.makedirs(log_dir, exist_ok=True)
             self.csv_path = os.path.join(log_dir, "progress.csv")
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir)
+                writer_class = summary_writer_class()
+                if writer_class is None:
+                    warn_no_tensorboard(log_dir)
+                else:
+                    self.writer = writer_class(log_dir)
             if os.path.exists(self.csv_path):
                 # a resumed run keeps its rows up to the resume point; a fresh run (start 0) in the
                 # same directory replaces them instead of appending a second curve to the file

@@ -37,7 +37,9 @@ def init_torch(threads: int = 1) -> int:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     import torch
 
-    torch.set_num_threads(threads)
+    from agents.threads import set_training_threads
+
+    set_training_threads(threads)  # the agents follow this choice (their default threads=None)
     return torch.get_num_threads()
 
 

@@ -17,6 +17,7 @@ subcommand runs: building the parser for one subcommand declares only its argume
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,14 +33,29 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agents.demo import run
+    from agents.threads import set_training_threads
+    from rlhf_envs.errors import ConfigError
 
-    run(seed=args.seed, timesteps=args.timesteps, out_dir=args.out, progress_bar=not args.no_progress)
+    if args.timesteps < 1:
+        raise ConfigError(f"--steps must be a positive number of generated tokens, got {args.timesteps}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ConfigError(f"--out {args.out!r} is a file; give a directory for the demo's outputs")
+    set_training_threads(args.threads)
+    run(
+        seed=args.seed,
+        timesteps=args.timesteps,
+        out_dir=args.out,
+        progress_bar=not args.no_progress,
+    )
     return 0
 
 
 def _cmd_toy_demo(args: argparse.Namespace) -> int:
+    from rlhf_envs.errors import ConfigError
     from rlhf_envs.toy_demo import run_demo
 
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be a positive int, got {args.episodes}")
     return run_demo(seed=args.seed, episodes=args.episodes)
 
 
@@ -59,7 +75,15 @@ def _declare_list(sub: Any) -> None:
 def _declare_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help=SUBCOMMANDS["demo"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timesteps", type=int, default=20_000, help="generated tokens to train on")
+    p.add_argument(
+        "--steps",
+        "--timesteps",
+        dest="timesteps",
+        type=int,
+        default=20_000,
+        help="generated tokens to train on (--timesteps is the former name)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, see agents.threads)")
     p.add_argument("--out", default="runs/demo", help="where the learning curve, logs and checkpoint go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
@@ -165,12 +189,31 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def usage_errors() -> tuple[type[BaseException], ...]:
+    """The library's own errors for bad arguments, settings and files (see :func:`main`)."""
+    from rlhf_envs.errors import ConfigError, DataError, DataUnavailableError, FeedbackError
+
+    return ConfigError, DataError, DataUnavailableError, FeedbackError
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rlhf-envs`` console script."""
+    """Entry point of the ``rlhf-envs`` console script.
+
+    A bad command line, setting or file ends in one line on stderr (``rlhf-envs <command>: error:
+    ...``) and exit status 2, as argparse does for unknown options: that is every error of the
+    library's own hierarchy (:mod:`rlhf_envs.errors`: ``ConfigError``, ``DataError`` (corrupt or
+    missing files, checkpoints included), ``DataUnavailableError``, ``FeedbackError``). Anything
+    else is a bug and keeps its traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
     args = build_parser(command if command in SUBCOMMANDS else "").parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except usage_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"rlhf-envs {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -79,9 +79,11 @@ def test_checkpoint_recovers_backup_after_interrupted_swap(tmp_path):
     path = str(tmp_path / "ck")
     agent.save(path)
     os.rename(path, path + ".bak")  # a crash between the two renames of a later save
-    meta, _, _ = read_checkpoint(path)
+    with pytest.warns(RuntimeWarning, match="loaded the previous checkpoint"):
+        meta, _, _ = read_checkpoint(path)
     assert meta["algorithm"] == "PPO"
-    PPO.load(path)
+    with pytest.warns(RuntimeWarning, match="is missing.*loaded the previous checkpoint"):
+        PPO.load(path)
 
 
 class NaNReward(gym.Wrapper):

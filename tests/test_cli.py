@@ -55,9 +55,17 @@ def test_cli_toy_demo_runs() -> None:
 
 def test_cli_demo_runs_a_short_ppo_job(tmp_path) -> None:
     """The `make demo` command, on a budget of two PPO iterations: samples, figures and a plot."""
-    out = run_cli("demo", "--timesteps", "1500", "--out", str(tmp_path), "--no-progress")
+    out = run_cli("demo", "--steps", "1500", "--out", str(tmp_path), "--no-progress")
     assert "before" in out.lower() and "after" in out.lower()
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_cli_demo_steps_flag_and_its_former_name() -> None:
+    from rlhf_envs.cli import build_parser
+
+    for flag in ("--steps", "--timesteps"):
+        args = build_parser("demo").parse_args(["demo", flag, "2000"])
+        assert args.timesteps == 2000 and args.threads is None
 
 
 def test_cli_train_custom_ppo_on_copy() -> None:

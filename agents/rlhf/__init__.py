@@ -23,7 +23,8 @@ Everything is seeded from ``RLHFConfig.seed``, the round number and a named rand
 ``run_dir`` set, each round's feedback, reward model and agent checkpoint are written atomically
 (temporary name, then rename) and ``state.json`` is replaced last, as the commit point: a run
 killed at any moment resumes from the last committed round with the same feedback and the same
-numbers as an uninterrupted run (:mod:`agents.rlhf.persistence`).
+numbers as an uninterrupted run (:mod:`agents.rlhf.persistence`). A person's answers are durable
+sooner, the moment each is given (:mod:`agents.rlhf.answer_journal`): a resumed round reuses them.
 
     from agents.rlhf import RLHFConfig, RLHFLoop
     loop = RLHFLoop(RLHFConfig(seed=0, selection="disagreement"), run_dir="runs/rlhf")
@@ -34,10 +35,11 @@ or ``rlhf-envs rlhf --seed 0 --out runs/rlhf`` on the command line.
 One file per part: ``config`` (:class:`RLHFConfig`, the query schedule), ``streams`` (the random
 streams), ``queries`` (:func:`select_pairs`), ``reward_fitting`` (:func:`fit_reward_model`),
 ``metrics`` (:func:`concordance`), ``humans`` (the :class:`Human` protocol, :class:`TerminalHuman`),
-``persistence`` (the run directory and the episodes' JSON), ``loop`` (:class:`RLHFLoop`) and
+``answer_journal`` (:class:`AnswerJournal`, a person's answers on disk), ``persistence`` (the run directory and the episodes' JSON), ``loop`` (:class:`RLHFLoop`) and
 ``cli`` (``rlhf-envs rlhf``).
 """
 
+from agents.rlhf.answer_journal import JOURNAL_FILE, AnswerJournal
 from agents.rlhf.cli import add_rlhf_parser, cmd_rlhf
 from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig, schedule_counts
 from agents.rlhf.humans import Human, TerminalComparisons, TerminalHuman
@@ -54,6 +56,8 @@ __all__ = [
     "Human",
     "TerminalHuman",
     "TerminalComparisons",
+    "AnswerJournal",
+    "JOURNAL_FILE",
     "select_pairs",
     "fit_reward_model",
     "concordance",

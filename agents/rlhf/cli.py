@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from agents.human.cli import add_web_human_arguments, web_human_from_args
 from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig
 from agents.rlhf.humans import TerminalHuman
 from agents.rlhf.persistence import STATE_FILE
+from agents.threads import DEFAULT_TRAIN_THREADS_HELP
+from rlhf_envs.errors import ConfigError
 
 
 def add_rlhf_parser(sub: Any) -> None:
@@ -40,20 +44,40 @@ def add_rlhf_parser(sub: Any) -> None:
         "(`rlhf-envs human serve --db ...`)",
     )
     p.add_argument("--out", default="runs/rlhf", help="run directory (rounds are saved; reruns resume)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch threads (default: {DEFAULT_TRAIN_THREADS_HELP})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other RLHFConfig field (value parsed as JSON when it parses), e.g. --set eval_episodes=16",
+    )
     add_web_human_arguments(p)
     p.set_defaults(func=cmd_rlhf)
 
 
 def cmd_rlhf(args: argparse.Namespace) -> int:
     """Run (or resume) the loop as ``rlhf-envs rlhf`` asked and print one line per round."""
-    import torch
-
+    from agents.cli_train import parse_sets
     from agents.rlhf.loop import RLHFLoop
+    from agents.threads import set_training_threads
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    cfg = RLHFConfig(
+    fields = {f.name for f in dataclasses.fields(RLHFConfig)}
+    extra = parse_sets(args.set or [])
+    unknown = sorted(set(extra) - fields)
+    if unknown:
+        raise ConfigError(
+            f"--set {', '.join(unknown)}: not an RLHFConfig field; allowed: {', '.join(sorted(fields))}"
+        )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a file; give a run directory (new, or one to resume)")
+    set_training_threads(args.threads)
+    options = dict(
         rounds=args.rounds,
         queries_per_round=args.queries,
         schedule=args.schedule,
@@ -65,6 +89,7 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
         n_members=args.members,
         seed=args.seed,
     )
+    cfg = RLHFConfig(**{**options, **extra})
     human = None
     if args.human == "terminal":
         human = TerminalHuman(max_queries=args.budget, seed=args.seed)
@@ -85,6 +110,10 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
         )
     if loop.stop_reason:
         print(f"stopped: {loop.stop_reason}")
+    if isinstance(human, TerminalHuman):
+        print(
+            f"answers: {human.asked} asked, {human.reused} reused from {human.journal.path if human.journal else '-'}"
+        )
     print(f"log: {os.path.join(args.out, STATE_FILE)}  ({time.perf_counter() - t0:.0f} s)")
     loop.close()
     return 0

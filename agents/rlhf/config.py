@@ -12,8 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from agents.checks import check_choice, check_float, check_int
 from agents.presets import get_preset
 from rlhf_envs.errors import ConfigError
 
@@ -92,38 +91,47 @@ class RLHFConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on settings that cannot work, saying what is allowed."""
+        """Raise :class:`ConfigError` on settings that cannot work, naming the field and its range.
+
+        Every field is checked, at construction (and again by the loop, in case a field was
+        assigned afterwards).
+        """
         for name in ("rounds", "queries_per_round", "pool_factor", "n_members", "rm_epochs"):
-            _positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), 1)
         for name in ("ppo_tokens_per_round", "n_envs", "eval_episodes"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("min_queries", self.min_queries, allow_zero=True)
+            check_int(name, getattr(self, name), 1)
+        check_int("min_queries", self.min_queries, 0)
         if self.eval_episodes < 2:
             raise ConfigError(f"eval_episodes must be >= 2 (pairs are compared), got {self.eval_episodes}")
         if self.budget is not None:
-            _positive_int("budget", self.budget, allow_zero=True)
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.selection not in SELECTIONS:
-            raise ConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.on_budget_exhausted not in ("stop", "continue"):
-            raise ConfigError(
-                f"on_budget_exhausted must be 'stop' or 'continue', got {self.on_budget_exhausted!r}"
-            )
-        if not (isinstance(self.decay, int | float) and 0.0 < self.decay <= 1.0):
-            raise ConfigError(f"decay must be a number in (0, 1], got {self.decay!r}")
+            check_int("budget", self.budget, 0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("selection", self.selection, SELECTIONS)
+        check_choice("on_budget_exhausted", self.on_budget_exhausted, ("stop", "continue"))
+        check_float("decay", self.decay, 0.0, 1.0, low_open=True)
         if self.selection == "disagreement" and self.n_members < 2:
             raise ConfigError("selection='disagreement' needs an ensemble: n_members >= 2")
         for name in ("rm_lr", "learning_rate"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and 0 < v < 1):
-                raise ConfigError(f"{name} must be a number in (0, 1), got {v!r}")
-        if not (isinstance(self.kl_coef, int | float) and self.kl_coef >= 0):
-            raise ConfigError(f"kl_coef must be a number >= 0, got {self.kl_coef!r}")
-        if not 0.0 <= self.rm_random_fraction < 1.0:
-            raise ConfigError(f"rm_random_fraction must be in [0, 1), got {self.rm_random_fraction!r}")
+            check_float(name, getattr(self, name), 0.0, 1.0, low_open=True, high_open=True)
+        check_float("kl_coef", self.kl_coef, 0.0)
+        check_float("rm_random_fraction", self.rm_random_fraction, 0.0, 1.0, high_open=True)
+        for name in ("cost_per_comparison", "seconds_per_query", "seconds_per_word"):
+            check_float(name, getattr(self, name), 0.0)
+        from rlhf_envs.feedback.learned import AGGREGATES
+        from rlhf_envs.feedback.simulated import PRESETS
+
+        if not isinstance(self.rater, str) or self.rater.lower() not in {p.lower() for p in PRESETS}:
+            raise ConfigError(
+                f"rater must be a simulated rater preset, one of {', '.join(PRESETS)}; got {self.rater!r}"
+            )
+        check_choice("aggregate", self.aggregate, AGGREGATES)
         if not isinstance(self.ppo_kwargs, dict):
             raise ConfigError(f"ppo_kwargs must be a dict, got {type(self.ppo_kwargs).__name__}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model must be 'default' or a model directory, got {self.model!r}")
+        if self.max_new_tokens is not None:
+            check_int("max_new_tokens", self.max_new_tokens, 1)
+        check_int("seed", self.seed, 0)
 
     def planned_queries(self, round_index: int) -> int:
         """Queries the schedule asks for in round ``round_index`` (before the budget cap)."""
@@ -133,12 +141,6 @@ class RLHFConfig:
 
     def to_json_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _positive_int(name: str, v: Any, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {v!r}")
 
 
 def schedule_counts(config: RLHFConfig, rounds: int | None = None) -> list[int]:

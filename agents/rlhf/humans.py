@@ -6,12 +6,15 @@ seen through a noisy rater); :class:`TerminalHuman` asks a real person the same 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from agents.human.store import content_key
+from agents.rlhf.answer_journal import AnswerJournal
 from rlhf_envs.errors import BudgetExhaustedError, ConfigError
 from rlhf_envs.feedback.base import Episode
 
@@ -47,6 +50,11 @@ class TerminalHuman:
     Each query shows the prompt and the two completions (in a random order, to spread position
     bias) and reads ``1``/``2`` (the first/second shown is better), ``t`` (tie) or ``s`` (skip).
     ``max_queries`` caps the session (then :class:`~rlhf_envs.errors.BudgetExhaustedError`).
+
+    ``journal`` (a file path; the RLHF loop sets ``<run_dir>/human_answers.jsonl`` through
+    :meth:`attach_journal` when it saves its run) keeps every answer durable the moment it is given
+    (:class:`~agents.rlhf.answer_journal.AnswerJournal`): after a crash, the resumed loop asks the
+    same questions and their recorded answers are reused instead of asking the person again.
     """
 
     def __init__(
@@ -55,17 +63,36 @@ class TerminalHuman:
         seed: int = 0,
         input_fn: Callable[[str], str] = input,
         print_fn: Callable[[str], None] = print,
+        journal: str | os.PathLike | None = None,
     ) -> None:
+        if max_queries is not None and (
+            isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 0
+        ):
+            raise ConfigError(f"max_queries must be None or an int >= 0, got {max_queries!r}")
         self.max_queries, self.queries = max_queries, 0
         self.rng = np.random.default_rng(seed)
         self.input_fn, self.print_fn = input_fn, print_fn
+        #: ``compare`` calls so far (part of each question's key; saved with the loop's state)
+        self.calls = 0
+        #: answers asked of the person in this session, and answers reused from the journal
+        self.asked = 0
+        self.reused = 0
+        self.journal: AnswerJournal | None = None
+        if journal is not None:
+            self.attach_journal(journal)
+
+    def attach_journal(self, path: str | os.PathLike) -> None:
+        """Record answers in ``path`` (and reuse those already there), unless a journal is set."""
+        if self.journal is None:
+            self.journal = AnswerJournal(path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "rng": self.rng.bit_generator.state}
+        return {"queries": self.queries, "rng": self.rng.bit_generator.state, "calls": self.calls}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.queries = int(state["queries"])
         self.rng.bit_generator.state = state["rng"]
+        self.calls = int(state.get("calls", 0))
 
     def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> TerminalComparisons:
         if len(a) != len(b):
@@ -75,9 +102,22 @@ class TerminalHuman:
                 f"TerminalHuman: {len(a)} more queries would exceed max_queries={self.max_queries} "
                 f"({self.queries} answered)"
             )
+        call = self.calls
+        keys = [question_key(call, i, x, y) for i, (x, y) in enumerate(zip(a, b, strict=True))]
+        known = sum(self.journal is not None and k in self.journal for k in keys)
+        if known:
+            self.print_fn(
+                f"\n{known} of these {len(a)} answers were given before an interruption; reusing them"
+            )
         labels = []
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            swap = bool(self.rng.random() < 0.5)
+            swap = bool(self.rng.random() < 0.5)  # drawn for every query, asked or reused
+            saved = self.journal.get(keys[i]) if self.journal is not None else None
+            if saved is not None:
+                labels.append(saved["label"])
+                self.reused += 1
+                self.queries += 1
+                continue
             first, second = (y, x) if swap else (x, y)
             self.print_fn(
                 f"\n[{i + 1}/{len(a)}] prompt: {x.prompt!r}\n  1: {first.completion!r}\n  2: {second.completion!r}"
@@ -88,9 +128,38 @@ class TerminalHuman:
                     break
                 self.print_fn("please type 1, 2, t or s")
             if ans in ("t", "s"):
-                labels.append("tie" if ans == "t" else "skip")
+                label = "tie" if ans == "t" else "skip"
             else:
                 first_wins = ans == "1"
-                labels.append("A" if first_wins != swap else "B")
+                label = "A" if first_wins != swap else "B"
+            if self.journal is not None:  # durable before the next question is shown
+                self.journal.append(
+                    keys[i],
+                    label,
+                    call=call,
+                    index=i,
+                    swapped=swap,
+                    prompt=x.prompt,
+                    a=x.completion,
+                    b=y.completion,
+                )
+            labels.append(label)
+            self.asked += 1
             self.queries += 1
+        self.calls += 1
         return TerminalComparisons(labels)
+
+
+def question_key(call: int, index: int, a: Episode, b: Episode) -> str:
+    """The key of pairwise question ``index`` of ``compare`` call ``call`` (content and position)."""
+    return content_key("pairwise", call, index, _episode_key(a), _episode_key(b))
+
+
+def _episode_key(e: Episode) -> list[Any]:
+    return [
+        e.prompt,
+        e.completion,
+        [int(t) for t in e.prompt_ids],
+        [int(t) for t in e.completion_ids],
+        bool(e.terminated),
+    ]

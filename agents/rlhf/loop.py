@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.rlhf.answer_journal import JOURNAL_FILE
 from agents.rlhf.config import PPO_PRESET, RLHFConfig
 from agents.rlhf.humans import Human
 from agents.rlhf.metrics import concordance, label_agreement
@@ -80,8 +81,19 @@ class RLHFLoop:
             self.run_dir, self.persist = Path(self._tmp.name), False
         else:
             self.run_dir, self.persist = Path(run_dir), True
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise ConfigError(
+                    f"run_dir {str(run_dir)!r} is a file; give a directory (new, or a run to resume)"
+                )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.files = RunDirectory(self.run_dir)
+        state = self.files.read_state() if self.persist else None  # a corrupt run fails here, at once
+        if state is not None:
+            if not resume:
+                raise ConfigError(
+                    f"{str(self.run_dir)!r} already holds a run; pass resume=True or a new run_dir"
+                )
+            check_same_settings(state["config"], cfg.to_json_dict(), self.run_dir)
         self._envs: dict[tuple[str, int], Any] = {}
         self.env_kwargs: dict[str, Any] = {"ref_logprobs": False, "model": cfg.model}
         if cfg.max_new_tokens is not None:
@@ -102,6 +114,9 @@ class RLHFLoop:
             )
         if not callable(getattr(human, "compare", None)):
             raise ConfigError(f"human must have a compare(a, b) method, got {type(human).__name__}")
+        attach = getattr(human, "attach_journal", None)
+        if self.persist and callable(attach):  # a person's answers: durable as they are given
+            attach(self.run_dir / JOURNAL_FILE)
         self.human = human
         self.history: list[dict[str, Any]] = []
         self.feedback: list[dict[str, Any]] = []
@@ -113,12 +128,7 @@ class RLHFLoop:
         self.stop_reason: str | None = None
         self.rounds_done = 0
         self.ppo_tokens_total = 0
-        state = self.files.read_state() if self.persist else None
         if state is not None:
-            if not resume:
-                raise ConfigError(
-                    f"{str(self.run_dir)!r} already holds a run; pass resume=True or a new run_dir"
-                )
             self._restore(state)
         else:
             self._build_agent()
@@ -461,7 +471,6 @@ class RLHFLoop:
         from agents.ppo import PPO
         from rlhf_envs.feedback.learned import RewardModel
 
-        check_same_settings(state["config"], self.config.to_json_dict(), self.run_dir)
         self.feedback = self.files.read_feedback(state)
         self.history = list(state["history"])
         self.initial = dict(state["initial"])
@@ -486,6 +495,9 @@ class RLHFLoop:
         self._envs.clear()
         if self.agent is not None and self.agent.env is not None:
             self.agent.env.close()
+        journal = getattr(self.human, "journal", None)
+        if callable(getattr(journal, "close", None)):
+            journal.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -6,11 +6,14 @@ A run directory holds::
     rounds/round_NNN/feedback.json     every answer so far (episodes as JSON, labels, gold values)
     rounds/round_NNN/reward_model/     the reward model fitted in round NNN
     rounds/round_NNN/agent/            the agent after round NNN (only the newest is kept)
+    human_answers.jsonl                a person's answers, each durable the moment it is given
+                                       (:mod:`agents.rlhf.answer_journal`; terminal human only)
 
 Everything is written atomically (:mod:`rlhf_envs.atomic_io`), and ``state.json`` is replaced
 last: a run killed at any moment resumes from the last committed round, with the same feedback
-and the same numbers as an uninterrupted run. Files left by a round that was not committed are
-overwritten when that round runs again.
+and the same numbers as an uninterrupted run; the answers a person gave in the round that was not
+committed are read back from the journal instead of being asked again. Files left by a round that
+was not committed are overwritten when that round runs again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_envs import atomic_io
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import ConfigError, DataError
 from rlhf_envs.feedback.base import Episode
 
 STATE_FILE = "state.json"
@@ -100,6 +103,25 @@ def restore_human_state(human: Any, saved: dict[str, Any] | None) -> None:
             setattr(human.ledger, k, v)
 
 
+#: entries every committed ``state.json`` has
+STATE_KEYS = ("config", "rounds_done", "history", "initial", "ppo_tokens_total", "round_dir")
+
+
+def read_json(path: Path, kind: type) -> Any:
+    """The JSON value in ``path`` (a ``kind``: dict or list), or a :class:`DataError` naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"run file {str(path)!r} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"run file {str(path)!r} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise DataError(
+            f"run file {str(path)!r} must hold a JSON {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
 class RunDirectory:
     """The files of one run under ``root`` (see the module docstring)."""
 
@@ -137,9 +159,10 @@ class RunDirectory:
         agent.save(str(self.agent_dir(r)))
         state = {"format": STATE_FORMAT, **state, "round_dir": self.relative(rdir)}
         atomic_io.write_json(self.state_path, state, default=json_default)
-        previous = self.agent_dir(r - 1)  # only the newest agent checkpoint is kept
-        if r > 0 and previous.exists():
-            shutil.rmtree(previous, ignore_errors=True)
+        for old in range(r):  # only the newest agent checkpoint is kept (also after a crash here)
+            previous = self.agent_dir(old)
+            if previous.exists():
+                shutil.rmtree(previous, ignore_errors=True)
 
     def relative(self, path: Path | None) -> str | None:
         return None if path is None else str(path.relative_to(self.root))
@@ -148,7 +171,17 @@ class RunDirectory:
         """The committed state (format 1 upgraded to the current keys), or ``None`` for a new run."""
         if not self.state_path.exists():
             return None
-        state = json.loads(self.state_path.read_text())
+        state = read_json(self.state_path, dict)
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise DataError(
+                f"run state {str(self.state_path)!r} lacks {', '.join(map(repr, missing))}; "
+                "it is not a state.json of the RLHF loop (or it was edited)"
+            )
+        if not isinstance(state["config"], dict) or not isinstance(state["history"], list):
+            raise DataError(
+                f"run state {str(self.state_path)!r}: 'config' must be an object and 'history' a list"
+            )
         fmt = state.get("format", 1)
         if fmt not in (1, STATE_FORMAT):
             raise ConfigError(
@@ -163,7 +196,12 @@ class RunDirectory:
 
     def read_feedback(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         """The feedback saved with the committed round."""
-        return json.loads((self.root / state["round_dir"] / "feedback.json").read_text())
+        path = self.root / state["round_dir"] / "feedback.json"
+        feedback = read_json(path, list)
+        for i, rec in enumerate(feedback):
+            if not isinstance(rec, dict) or not all(k in rec for k in ("a", "b", "labels")):
+                raise DataError(f"feedback file {str(path)!r}: record {i} lacks 'a', 'b' or 'labels'")
+        return feedback
 
     def committed_agent_dir(self, state: dict[str, Any]) -> Path:
         return self.root / state["round_dir"] / "agent"

@@ -12,7 +12,13 @@ What it assembles (all ordinary SB3 pieces, nothing patched):
 * the per-token KL penalty to the reference (:class:`~agents.sb3.callbacks.KLPenaltyCallback`) for
   PPO, A2C and MaskablePPO when the env reports ``info["ref_logprob"]`` (language tasks; default
   ``kl_coef=0.05``, as the custom PPO); DQN cannot use it (no policy log-probs) and refuses it;
-* TensorBoard (``tensorboard_log=``), the progress bar (``progress_bar=True``), ``save_path=``.
+* TensorBoard (``tensorboard_log=``; without the optional ``tensorboard`` package a warning says
+  how to get it and only the monitor CSV is written), the progress bar (``progress_bar=True``),
+  ``save_path=``.
+
+Ordinary Gymnasium ids (``CartPole-v1``, ``Pendulum-v1``, ...) train too, through SB3's own
+``make_vec_env`` and ``MlpPolicy`` with SB3's defaults (or a named preset): none of the text-env
+machinery above (and no ``autoreset_mode``) is applied to them.
 
 Objective, as in the custom PPO on text: the token budget ends the task (no bootstrapping on
 truncation, ``bootstrap_truncated=False``), ``gamma=1`` by default, reward on the final token.
@@ -40,6 +46,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from agents.presets import get_preset
+from agents.run_logger import summary_writer_class, warn_no_tensorboard
 from agents.sb3.adapter import NativeVecEnv, ReferenceTopMask, make_native_vec_env
 from agents.sb3.callbacks import REF_LOGPROB_KEY, EpisodeStatsCallback, KLPenaltyCallback
 from agents.sb3.extractor import TokenFeaturesExtractor, init_action_head_from_lm
@@ -205,6 +212,35 @@ def make_sb3_env(
     return env
 
 
+def is_rlhf_id(env_id: str) -> bool:
+    """Whether ``env_id`` is one of this suite's text envs (natively batched, token observations)."""
+    import rlhf_envs  # noqa: F401
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ConfigError(f"unknown env id {env_id!r}: {exc}") from None
+    entry = spec.vector_entry_point
+    return isinstance(entry, str) and entry.startswith("rlhf_envs.")
+
+
+def make_gym_vec_env(
+    env_id: str,
+    n_envs: int = 8,
+    seed: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    monitor_dir: str | None = None,
+) -> VecEnv:
+    """SB3's ``make_vec_env`` for an ordinary Gymnasium id (``CartPole-v1``, ...): one ``Monitor``-ed
+    env per sub-env in a ``DummyVecEnv``; no ``autoreset_mode`` or other rlhf-only arguments."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    kwargs = {"render_mode": None, **(env_kwargs or {})}
+    if monitor_dir is not None:
+        os.makedirs(monitor_dir, exist_ok=True)
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs, monitor_dir=monitor_dir)
+
+
 def _episode_end_keys(venv: Any, wanted: tuple[str, ...], seed: int | None) -> tuple[str, ...]:
     """Which of ``wanted`` the env reports when an episode ends (for ``VecMonitor``'s info_keywords).
 
@@ -306,15 +342,23 @@ def train_baseline(
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
         raise ConfigError(f"unknown env id {env_id!r}: {exc}") from None
-    del spec
+    rlhf = is_rlhf_id(env_id)
     env_kwargs = dict(env_kwargs or {})
-    probe = make_native_vec_env(env_id, 1, **env_kwargs)
-    n_actions = int(probe.single_action_space.n)
-    has_mask = hasattr(probe, "action_masks")
-    probe.close()
-    language = n_actions > LANGUAGE_VOCAB
-    if preset is None:
-        preset = DEFAULT_PRESETS[(name, language)]
+    if rlhf:
+        probe = make_native_vec_env(env_id, 1, **env_kwargs)
+        n_actions = int(probe.single_action_space.n)
+        has_mask = hasattr(probe, "action_masks")
+        obs_space = probe.single_observation_space
+        probe.close()
+        language = n_actions > LANGUAGE_VOCAB
+        if preset is None:
+            preset = DEFAULT_PRESETS[(name, language)]
+    else:  # an ordinary Gymnasium id: SB3's own env helpers, SB3's defaults unless a preset is named
+        probe = gym.make(spec.id, **env_kwargs)
+        space, obs_space = probe.action_space, probe.observation_space
+        probe.close()
+        n_actions = int(space.n) if isinstance(space, gym.spaces.Discrete) else 0
+        has_mask, language = False, False
     values = get_preset(preset, f"sb3-{name}") if preset is not None else {}
     if n_envs is None:
         n_envs = values.get("n_envs", 8)
@@ -349,19 +393,25 @@ def train_baseline(
         max_mask_bytes,
     )
 
-    env = make_sb3_env(
-        env_id,
-        n_envs,
-        seed,
-        env_kwargs,
-        bootstrap_truncated,
-        mask if name == "maskable_ppo" else "env",
-        top_p,
-        top_k,
-        monitor=True,
-        monitor_dir=monitor_dir,
-    )
-    has_ref = _reports_ref_logprob(env)
+    if tensorboard_log is not None and summary_writer_class() is None:
+        warn_no_tensorboard(tensorboard_log)
+        tensorboard_log = None
+    if rlhf:
+        env = make_sb3_env(
+            env_id,
+            n_envs,
+            seed,
+            env_kwargs,
+            bootstrap_truncated,
+            mask if name == "maskable_ppo" else "env",
+            top_p,
+            top_k,
+            monitor=True,
+            monitor_dir=monitor_dir,
+        )
+    else:
+        env = make_gym_vec_env(env_id, n_envs, seed, env_kwargs, monitor_dir)
+    has_ref = rlhf and _reports_ref_logprob(env)
     if kl_coef is None:
         kl_coef = 0.05 if (has_ref and name != "dqn") else 0.0
     if kl_coef > 0 and name == "dqn":
@@ -377,7 +427,8 @@ def train_baseline(
             "set kl_coef=0 or use a language task"
         )
 
-    env_kl = float(getattr(getattr(env.unwrapped.venv, "task", None), "kl_coef", 0.0) or 0.0)
+    venv = getattr(env.unwrapped, "venv", None)
+    env_kl = float(getattr(getattr(venv, "task", None), "kl_coef", 0.0) or 0.0)
     if kl_coef > 0 and env_kl > 0:
         env.close()
         raise ConfigError(
@@ -389,23 +440,28 @@ def train_baseline(
     lm_encoder = ext.get("encoder", "lm" if language else "transformer") == "lm"
     if language:
         ext.setdefault("encoder", "lm")
-    if net_arch is None:
-        if name == "dqn":
-            net_arch = [64]
-        else:
-            net_arch = dict(pi=[], vf=[64]) if lm_encoder else dict(pi=[64], vf=[64])
-    policy_kwargs: dict[str, Any] = dict(
-        features_extractor_class=TokenFeaturesExtractor, features_extractor_kwargs=ext, net_arch=net_arch
-    )
-    if name != "dqn":
-        policy_kwargs["share_features_extractor"] = True
-        if lm_encoder:
-            policy_kwargs["ortho_init"] = False  # keep the LM's weights
+    policy_kwargs: dict[str, Any] = {}
+    if rlhf:
+        if net_arch is None:
+            if name == "dqn":
+                net_arch = [64]
+            else:
+                net_arch = dict(pi=[], vf=[64]) if lm_encoder else dict(pi=[64], vf=[64])
+        policy_kwargs = dict(
+            features_extractor_class=TokenFeaturesExtractor, features_extractor_kwargs=ext, net_arch=net_arch
+        )
+        if name != "dqn":
+            policy_kwargs["share_features_extractor"] = True
+            if lm_encoder:
+                policy_kwargs["ortho_init"] = False  # keep the LM's weights
+    elif net_arch is not None:  # SB3's own policy defaults otherwise
+        policy_kwargs["net_arch"] = net_arch
     policy_kwargs.update(algo_kwargs.pop("policy_kwargs", {}))
     cls = _algo_class(name)
+    policy = "MultiInputPolicy" if isinstance(obs_space, gym.spaces.Dict) else "MlpPolicy"
     try:
         model = cls(
-            "MultiInputPolicy",
+            policy,
             env,
             seed=seed,
             device=device,
@@ -414,10 +470,10 @@ def train_baseline(
             policy_kwargs=policy_kwargs,
             **algo_kwargs,
         )
-    except TypeError as exc:
+    except (TypeError, ValueError, AssertionError) as exc:  # SB3 checks arguments with assert
         env.close()
-        raise ConfigError(f"bad argument for {cls.__name__}: {exc}") from None
-    if lm_encoder and name != "dqn" and isinstance(net_arch, dict) and not net_arch.get("pi"):
+        raise ConfigError(f"bad argument for {cls.__name__} on {env_id}: {exc}") from None
+    if rlhf and lm_encoder and name != "dqn" and isinstance(net_arch, dict) and not net_arch.get("pi"):
         init_action_head_from_lm(model)
     train_config: dict[str, Any] = {
         "preset": preset,
@@ -476,10 +532,13 @@ def evaluate_baseline(
     differ from training's (which start at the training seed).
     """
     masked = type(model).__name__ == "MaskablePPO"
-    if mask is None:
-        language = int(model.action_space.n) > LANGUAGE_VOCAB
-        mask = "top_p" if (masked and language) else "env"
-    env = make_sb3_env(env_id, min(n_envs, n_episodes), seed, env_kwargs, False, mask, top_p, top_k)
+    if not is_rlhf_id(env_id):
+        env = make_gym_vec_env(env_id, min(n_envs, n_episodes), seed, env_kwargs)
+    else:
+        if mask is None:
+            language = int(model.action_space.n) > LANGUAGE_VOCAB
+            mask = "top_p" if (masked and language) else "env"
+        env = make_sb3_env(env_id, min(n_envs, n_episodes), seed, env_kwargs, False, mask, top_p, top_k)
     task_rewards: list[float] = []
     successes: list[float] = []
 

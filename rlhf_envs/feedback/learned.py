@@ -40,13 +40,34 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_envs import atomic_io
-from rlhf_envs.errors import ConfigError, FeedbackError
+from rlhf_envs.errors import ConfigError, DataError, FeedbackError
 from rlhf_envs.feedback.base import Episode
 
 AGGREGATES = ("mean", "mean_minus_std", "min")
 #: where the embedded default language model lives (built by ``rlhf_envs.lm``)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_lm"
 _SETTINGS_FILE = "reward_model.json"
+#: entries of the settings file that :meth:`RewardModel.load` needs
+_SETTINGS_KEYS = (
+    "n_members", "aggregate", "k", "normalize", "max_length", "append_eos", "batch_size", "seed",
+    "offsets", "scales", "last_fit",
+)  # fmt: skip
+
+
+def _read_json_object(file: Path) -> dict[str, Any]:
+    """The JSON object in ``file``, or :class:`DataError` naming the file."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"reward model file {str(file)!r} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"reward model file {str(file)!r} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DataError(
+            f"reward model file {str(file)!r} must hold a JSON object, got {type(value).__name__}"
+        )
+    return value
+
 
 Text = str | Episode
 
@@ -680,34 +701,112 @@ class RewardModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
-        """Load a model written by :meth:`save` (safetensors and JSON only: no code runs)."""
-        from safetensors.torch import load_model
+        """Load a model written by :meth:`save` (safetensors and JSON only: no code runs).
+
+        Every file is checked: a missing, truncated or malformed file, a settings entry that is
+        missing or out of range, weights that do not fit the architecture or are not finite, and a
+        ``config.json`` naming custom code (``auto_map``) raise :class:`DataError` naming the file.
+        """
+        from safetensors.torch import load_file, load_model
         from transformers import AutoConfig
 
         path = Path(path)
-        if not (path / _SETTINGS_FILE).exists():
+        settings_file = path / _SETTINGS_FILE
+        if not settings_file.is_file():
             raise ConfigError(f"{str(path)!r} holds no saved RewardModel ({_SETTINGS_FILE} missing)")
-        s = json.loads((path / _SETTINGS_FILE).read_text())
-        config = AutoConfig.from_pretrained(str(path))
-        rm = cls(
-            config,
-            str(path),
-            n_members=s["n_members"],
-            aggregate=s["aggregate"],
-            k=s["k"],
-            normalize=s["normalize"],
-            max_length=s["max_length"],
-            append_eos=s["append_eos"],
-            batch_size=s["batch_size"],
-            seed=s["seed"],
-            device=device,
-        )
+        s = _read_json_object(settings_file)
+        missing = [k for k in _SETTINGS_KEYS if k not in s]
+        if missing:
+            raise DataError(
+                f"reward model file {str(settings_file)!r} lacks {', '.join(map(repr, missing))}; "
+                "it was not written by RewardModel.save (or was edited)"
+            )
+        config_file = path / "config.json"
+        if "auto_map" in _read_json_object(config_file):
+            raise DataError(
+                f"reward model file {str(config_file)!r} names custom model code (auto_map); "
+                "loading a reward model never runs code"
+            )
+        try:
+            config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:  # unknown model_type, malformed fields
+            raise DataError(
+                f"reward model file {str(config_file)!r} is not a usable transformers config "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        try:
+            rm = cls(
+                config,
+                str(path),
+                n_members=s["n_members"],
+                aggregate=s["aggregate"],
+                k=s["k"],
+                normalize=s["normalize"],
+                max_length=s["max_length"],
+                append_eos=s["append_eos"],
+                batch_size=s["batch_size"],
+                seed=s["seed"],
+                device=device,
+            )
+        except ConfigError as exc:
+            raise DataError(f"reward model {str(path)!r}: {exc}") from None
+        except Exception as exc:  # the tokenizer files (or the settings' types) do not load
+            raise DataError(
+                f"reward model {str(path)!r}: cannot be rebuilt from its files ({type(exc).__name__}: {exc})"
+            ) from None
         for m, member in enumerate(rm.members):
-            load_model(member, str(path / f"member_{m}.safetensors"), device=str(rm.device))
-            member.eval()
-        rm.offsets = np.asarray(s["offsets"], dtype=np.float64)
-        rm.scales = np.asarray(s["scales"], dtype=np.float64)
-        rm.last_fit = FitReport(**s["last_fit"]) if s["last_fit"] else None
+            weights_file = path / f"member_{m}.safetensors"
+            if not weights_file.is_file():
+                raise DataError(
+                    f"reward model file {str(weights_file)!r} is missing (n_members={rm.n_members})"
+                )
+            try:
+                tensors = load_file(str(weights_file))
+            except Exception as exc:  # SafetensorError on a truncated or garbage file
+                raise DataError(
+                    f"reward model file {str(weights_file)!r} is not a readable safetensors file "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+            bad = [
+                k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+            ]
+            if bad:
+                raise DataError(
+                    f"reward model file {str(weights_file)!r}: weight {bad[0]!r} is not finite (NaN or inf)"
+                )
+            try:
+                missing, unexpected = load_model(
+                    member, str(weights_file), strict=False, device=str(rm.device)
+                )
+            except RuntimeError as exc:  # shape mismatches
+                raise DataError(
+                    f"reward model file {str(weights_file)!r} does not fit its config.json: {exc}"
+                ) from None
+            if missing or unexpected:
+                raise DataError(
+                    f"reward model file {str(weights_file)!r} does not match the architecture in "
+                    f"config.json: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+                )
+            member.to(rm.device).eval()
+        for key in ("offsets", "scales", "last_fit"):
+            try:
+                if key == "last_fit":
+                    rm.last_fit = FitReport(**s[key]) if s[key] else None
+                else:
+                    setattr(rm, key, np.asarray(s[key], dtype=np.float64))
+            except (TypeError, ValueError) as exc:
+                raise DataError(
+                    f"reward model file {str(settings_file)!r}: malformed {key!r} ({exc})"
+                ) from None
+        if rm.offsets.shape != (rm.n_members,) or rm.scales.shape != (rm.n_members,):
+            raise DataError(
+                f"reward model file {str(settings_file)!r}: 'offsets' and 'scales' must hold one number per "
+                f"member ({rm.n_members})"
+            )
+        if not (np.isfinite(rm.offsets).all() and np.isfinite(rm.scales).all() and (rm.scales > 0).all()):
+            raise DataError(
+                f"reward model file {str(settings_file)!r}: 'offsets' must be finite and 'scales' finite and > 0"
+            )
         return rm
 
     def __repr__(self) -> str:
