@@ -372,10 +372,12 @@ def rating_table(
     backbone: str | None = None,
     rm_opts: dict | None = None,
     quick: bool = False,
+    only: tuple[str, ...] = hutto2014.DOMAINS,
 ) -> tuple[dict, dict]:
-    """Per domain, the held-out metrics of each method in ``methods`` (and each fit's details)."""
+    """Per domain (of ``only``), the held-out metrics of each method in ``methods`` (and each fit's
+    details)."""
     domains, details = {}, {}
-    for d in hutto2014.DOMAINS:
+    for d in only:
         train, val, test = domain_splits(d, quick)
         gold = np.array([r.mean for r in test])
         texts = [r.text for r in test]
@@ -542,9 +544,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--quick", action="store_true", help="60/30/40 sentences per domain, 1 epoch, 2 draws (tests)"
     )
+    parser.add_argument(
+        "--domains",
+        default=",".join(hutto2014.DOMAINS),
+        help="comma-separated subset (runs can be split and merged)",
+    )
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="merge these result files (disjoint domains)"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="output file stem (default: human_ratings[_candidate])")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge_results([json.loads(Path(p).read_text()) for p in args.merge], args.merge)
+        out_file = Path(args.out) / f"{args.name or 'human_ratings'}.json"
+        out_file.write_text(json.dumps(merged, indent=1) + "\n")
+        print_summary(merged)
+        return merged
+    only = tuple(args.domains.split(","))
+    if set(only) - set(hutto2014.DOMAINS):
+        parser.error(f"--domains: known domains are {', '.join(hutto2014.DOMAINS)}")
     parts = set(args.parts.split(","))
     unknown = parts - {"ratings", "rm", "model"}
     if unknown:
@@ -585,6 +604,7 @@ def main(argv: list[str] | None = None) -> dict:
             "pairs_per_sentence": args.pairs_per_sentence,
             "early_stopping": "best validation Pearson, one epoch per fit_* call",
         }
+    methods &= set(args.methods.split(","))
     if methods:
         rm_opts = {
             "seed": args.seed,
@@ -594,17 +614,10 @@ def main(argv: list[str] | None = None) -> dict:
             "pairs_per_sentence": args.pairs_per_sentence,
         }
         table, result["meta"]["fits"] = rating_table(
-            args.draws, args.seed, methods, backbone, rm_opts, args.quick
+            args.draws, args.seed, methods, backbone, rm_opts, args.quick, only
         )
         result["domains"] = {d: {m: v[m] for m in METHODS if m in v} for d, v in table.items()}
-        result["average_over_domains"] = {
-            m: {
-                k: round(float(np.mean([table[d][m][k] for d in table])), 4)
-                for k in ("pearson", "spearman", "pairwise_accuracy")
-            }
-            for m in METHODS
-            if m in methods
-        }
+        result["average_over_domains"] = average_over_domains(result["domains"])
     if "model" in parts:
         result["embedded_model"] = embedded_model(backbone)
     result["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
@@ -612,6 +625,51 @@ def main(argv: list[str] | None = None) -> dict:
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print_summary(result)
     return result
+
+
+def average_over_domains(domains: dict) -> dict:
+    """Each method's metrics averaged over the domains that have it (unweighted)."""
+    methods = [m for m in METHODS if any(m in v for v in domains.values())]
+    return {
+        m: {
+            k: round(float(np.mean([v[m][k] for v in domains.values() if m in v])), 4)
+            for k in ("pearson", "spearman", "pairwise_accuracy")
+        }
+        for m in methods
+    }
+
+
+def merge_results(results: list[dict], sources: list[str]) -> dict:
+    """One result from runs over disjoint (domain, method) subsets with the same settings (seeds,
+    backbone); every figure is computed per domain and method from its own seeds, so it is the one a
+    single run would give."""
+    first = results[0]
+    keys = ("backbone", "reward_model", "seed")
+    for r in results[1:]:
+        for k in keys:
+            if r["meta"].get(k) != first["meta"].get(k):
+                raise SystemExit(f"--merge: the runs differ in meta.{k}; only runs with equal settings merge")
+    domains: dict[str, dict] = {}
+    fits: dict[str, dict] = {}
+    for r in results:
+        for d, ms in r.get("domains", {}).items():
+            overlap = set(domains.get(d, {})) & set(ms)
+            if overlap:
+                raise SystemExit(f"--merge: {d} {sorted(overlap)} appear in more than one run")
+            domains.setdefault(d, {}).update(ms)
+        for d, f in r["meta"].get("fits", {}).items():
+            fits.setdefault(d, {}).update(f)
+    order = [d for d in hutto2014.DOMAINS if d in domains]
+    out = {
+        "meta": dict(first["meta"]),
+        "domains": {d: {m: domains[d][m] for m in METHODS if m in domains[d]} for d in order},
+    }
+    out["meta"]["fits"] = {d: fits[d] for d in order if d in fits}
+    out["meta"]["command"] = " + ".join(r["meta"]["command"] for r in results)
+    out["meta"]["merged_from"] = sources
+    out["meta"]["seconds"] = round(sum(r["meta"]["seconds"] for r in results), 1)
+    out["average_over_domains"] = average_over_domains(out["domains"])
+    return out
 
 
 def print_summary(r: dict) -> None:

@@ -168,3 +168,29 @@ def test_quick_mode_writes_every_method_on_the_shipped_backbone(tmp_path):
     assert fits["rm_regression"]["epochs_run"] == 1 and fits["rm_bradley_terry"]["pairs"] == 30
     with pytest.raises(SystemExit):
         hr.main(["--quick", "--backbone", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+
+
+def test_merging_runs_over_disjoint_domains():
+    def run(domains, r):
+        return {
+            "meta": {"command": f"run {r}", "seed": 0, "backbone": {"name": "candidate"}, "seconds": 2.0},
+            "domains": {
+                d: {"rm_regression": {"pearson": r, "spearman": r, "pairwise_accuracy": 0.5 + r / 2, "n": 9}}
+                for d in domains
+            },
+        }
+
+    m = hr.merge_results([run(["nyt", "tweets"], 0.2), run(["movies"], 0.5)], ["a.json", "b.json"])
+    assert list(m["domains"]) == ["tweets", "movies", "nyt"]
+    assert m["average_over_domains"]["rm_regression"]["pearson"] == pytest.approx(0.3)
+    assert m["meta"]["merged_from"] == ["a.json", "b.json"] and m["meta"]["seconds"] == 4.0
+    with pytest.raises(SystemExit, match="more than one run"):  # same domain and method
+        hr.merge_results([run(["nyt"], 0.2), run(["nyt"], 0.5)], ["a", "b"])
+    bt = run(["nyt"], 0.4)
+    bt["domains"]["nyt"] = {"rm_bradley_terry": bt["domains"]["nyt"].pop("rm_regression")}
+    both = hr.merge_results([bt, run(["nyt"], 0.2)], ["a", "b"])
+    assert list(both["domains"]["nyt"]) == ["rm_regression", "rm_bradley_terry"]  # METHODS order
+    other = run(["amazon"], 0.1)
+    other["meta"]["seed"] = 1
+    with pytest.raises(SystemExit, match="differ in meta.seed"):
+        hr.merge_results([run(["nyt"], 0.2), other], ["a", "b"])
