@@ -98,6 +98,35 @@ def sentiment_base_score(tok, lm, n_prompts: int, max_new_tokens: int, seed: int
     }
 
 
+def forward_speed(dirs: dict[str, str | None], batch: int = 64, length: int = 48, reps: int = 15) -> dict:
+    """Median seconds of one full forward pass (``batch`` x ``length`` tokens, logits at every
+    position, as a sampler without a cache or a PPO update computes them) per backbone, timed
+    interleaved in one process on one thread so machine load hits both alike; and their ratio."""
+    import torch
+
+    from rlhf_envs.lm.loading import load_causal_lm
+
+    torch.set_num_threads(1)
+    lms = {k: load_causal_lm(v) for k, v in dirs.items()}
+    gen = torch.Generator().manual_seed(0)
+    xs = {k: torch.randint(2, lm.config.vocab_size, (batch, length), generator=gen) for k, lm in lms.items()}
+    times: dict[str, list[float]] = {k: [] for k in lms}
+    with torch.no_grad():
+        for _ in range(reps):
+            for k, lm in lms.items():
+                t = time.perf_counter()
+                lm(input_ids=xs[k], attention_mask=torch.ones_like(xs[k]))
+                times[k].append(time.perf_counter() - t)
+    med = {k: float(np.median(v[2:])) for k, v in times.items()}
+    names = list(med)
+    return {
+        "batch": batch,
+        "length": length,
+        "median_seconds": {k: round(v, 4) for k, v in med.items()},
+        f"ratio_{names[1]}_over_{names[0]}": round(med[names[1]] / med[names[0]], 3),
+    }
+
+
 def measure(backbone: str | None, n_prompts: int, seed: int) -> dict:
     """Every figure of one backbone (``None``: the shipped embedded model)."""
     import torch
@@ -178,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             "candidate": measure(str(candidate), args.prompts, args.seed),
         },
     }
+    result["forward_speed"] = forward_speed({"shipped": None, "candidate": str(candidate)})
     result["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
