@@ -62,8 +62,14 @@ def _cmd_toy_demo(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from rlhf_envs.lm.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(seed=args.seed, steps=args.steps, threads=args.threads)
-    pretrain(args.out, cfg)
+    cfg = PretrainConfig(seed=args.seed, steps=args.steps, threads=args.threads, vocab_size=args.vocab_size)
+    if args.corpus == "mixed":
+        from rlhf_envs.data.pretrain_mix import real_text
+
+        real = real_text()
+        pretrain(args.out, cfg, extra_documents=real.training_documents(), corpus_info=real.describe())
+    else:
+        pretrain(args.out, cfg)
     return 0
 
 
@@ -114,6 +120,20 @@ def _declare_pretrain(sub: Any) -> None:
         type=int,
         default=defaults.threads,
         help="torch threads (results depend on it; 2 built the shipped model)",
+    )
+    p.add_argument(
+        "--corpus",
+        choices=("generated", "mixed"),
+        default="generated",
+        help="generated: the grammar corpus only (the shipped model); mixed: plus real English "
+        "(rated sentences' train split, ChatterBot dialogues; fetched with pip at first use), "
+        "see rlhf_envs/data/pretrain_mix.py",
+    )
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=defaults.vocab_size,
+        help="BPE vocabulary upper bound (the generated corpus alone fills only 2,288)",
     )
     p.set_defaults(func=_cmd_pretrain)
 

