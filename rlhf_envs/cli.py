@@ -38,9 +38,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_toy_demo(args: argparse.Namespace) -> int:
+    from rlhf_envs.errors import ConfigError
     from rlhf_envs.toy_demo import run_demo
 
-    return run_demo(seed=args.seed, episodes=args.episodes)
+    try:
+        return run_demo(seed=args.seed, episodes=args.episodes)
+    except ConfigError as exc:  # a bad --seed/--episodes: one line, exit 2 (as argparse does)
+        print(f"rlhf-envs: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:

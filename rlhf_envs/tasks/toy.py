@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_envs.errors import PromptError
 from rlhf_envs.feedback.base import EpisodeBatch
 from rlhf_envs.feedback.scripted import TargetMatch
 from rlhf_envs.seeding import stream_key, uniforms
@@ -125,7 +126,7 @@ class _StringTask(_TargetTask):
     def prompt_from_text(self, text: str) -> Prompt:
         source = text[:-1] if text.endswith("=") else text
         if set(source) - set(self.alphabet) or not self.min_length <= len(source) <= self.max_length:
-            raise ValueError(
+            raise PromptError(
                 f"{self.name}: prompt {text!r} must be {self.min_length}-{self.max_length} symbols "
                 f"from {self.alphabet!r}, optionally followed by '='"
             )
@@ -225,7 +226,7 @@ class AdditionTask(_TargetTask):
         source = text[:-1] if text.endswith("=") else text
         parts = source.split("+")
         if len(parts) != 2 or not all(p.isdigit() and len(p) <= self.max_digits for p in parts):
-            raise ValueError(
+            raise PromptError(
                 f"{self.name}: prompt {text!r} must look like '12+7=' with at most {self.max_digits} digits per number"
             )
         return self._from_operands(np.array([int(parts[0])]), np.array([int(parts[1])]))[0]
