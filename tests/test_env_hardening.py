@@ -250,6 +250,15 @@ def test_impossible_language_settings_are_value_errors(kwargs: dict, match: str)
         gym.make("RLHF/Sentiment-v0", **kwargs)
 
 
+def test_min_above_max_names_both_fields() -> None:
+    """Found by the fuzz suite: max_length=1 (min_length left at its default 2) said only
+    "min_length must be in [1, 1], got 2", naming a field the user never passed."""
+    with pytest.raises(ConfigValueError, match="min_length=2 must be at most max_length=1"):
+        gym.make("RLHF/Copy-v0", max_length=1)
+    with pytest.raises(ConfigValueError, match="min_words=3 must be at most max_words=1"):
+        gym.make("RLHF/Length-v0", max_words=1, **LANG)
+
+
 def test_ill_typed_language_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="ref_logprobs must be True or False"):
         gym.make("RLHF/Sentiment-v0", ref_logprobs="no")

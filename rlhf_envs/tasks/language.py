@@ -55,6 +55,7 @@ from rlhf_envs.tasks.base import (
     Task,
     check_float_range,
     check_int_range,
+    check_order,
     check_prompt_text,
     register_task,
 )
@@ -609,7 +610,8 @@ class LengthTask(LanguageTask):
         max_words: int = 12,
     ) -> None:
         self.max_words = check_int_range("max_words", max_words, 1, 64, self.name)
-        self.min_words = check_int_range("min_words", min_words, 1, self.max_words, self.name)
+        self.min_words = check_int_range("min_words", min_words, 1, 64, self.name)
+        check_order("min_words", self.min_words, "max_words", self.max_words, self.name)
         super().__init__(
             model,
             prompts,

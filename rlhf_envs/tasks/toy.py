@@ -18,7 +18,7 @@ from rlhf_envs.errors import PromptError
 from rlhf_envs.feedback.base import EpisodeBatch
 from rlhf_envs.feedback.scripted import TargetMatch
 from rlhf_envs.seeding import stream_key, uniforms
-from rlhf_envs.tasks.base import Prompt, PromptBatch, Task, check_int_range, register_task
+from rlhf_envs.tasks.base import Prompt, PromptBatch, Task, check_int_range, check_order, register_task
 from rlhf_envs.tokenization import CharTokenizer
 
 LETTERS = "abcdefghijklmnop"
@@ -98,7 +98,8 @@ class _StringTask(_TargetTask):
         name = self.name
         self.n_symbols = check_int_range("n_symbols", n_symbols, 2, len(self.source_symbols), name)
         self.max_length = check_int_range("max_length", max_length, 1, 7, name)
-        self.min_length = check_int_range("min_length", min_length, 1, self.max_length, name)
+        self.min_length = check_int_range("min_length", min_length, 1, 7, name)
+        check_order("min_length", self.min_length, "max_length", self.max_length, name)
         self.alphabet = self.source_symbols[: self.n_symbols]
         self.max_prompt_tokens = self.max_length + 1
         self.max_new_tokens = self.max_length + 1
