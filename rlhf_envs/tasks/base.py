@@ -273,7 +273,9 @@ def check_order(low_name: str, low: int, high_name: str, high: int, task: str) -
     """Raise :class:`ConfigValueError` naming both fields unless ``low <= high`` (e.g. min/max length,
     where one of them may be a default the user did not pass)."""
     if low > high:
-        raise ConfigValueError(f"{task}: {low_name}={low} must be at most {high_name}={high}; change one of them")
+        raise ConfigValueError(
+            f"{task}: {low_name}={low} must be at most {high_name}={high}; change one of them"
+        )
 
 
 def check_float_range(
