@@ -10,15 +10,25 @@ from __future__ import annotations
 import gymnasium as gym
 
 
-class InvalidActionError(ValueError):
+class RLHFEnvsError(Exception):
+    """Base class of every error this library raises on purpose (catch it to tell a bad input,
+    reported with a message that says what is allowed, from a bug)."""
+
+
+class InvalidActionError(RLHFEnvsError, ValueError):
     """An action that is not an integer token id in ``[0, vocab_size)``."""
 
 
-class EpisodeFinishedError(gym.error.ResetNeeded):
+class ActionTypeError(InvalidActionError, TypeError):
+    """An action of the wrong kind altogether, e.g. a scalar given to a vector env (where
+    Gymnasium's ``SyncVectorEnv`` raises ``TypeError``); also an :class:`InvalidActionError`."""
+
+
+class EpisodeFinishedError(RLHFEnvsError, gym.error.ResetNeeded):
     """``step`` was called on an episode that already terminated or truncated."""
 
 
-class FeedbackError(ValueError):
+class FeedbackError(RLHFEnvsError, ValueError):
     """A feedback model returned something that is not one finite float per episode."""
 
 
@@ -29,8 +39,28 @@ class BudgetExhaustedError(FeedbackError):
     """
 
 
-class ConfigError(TypeError):
+class ConfigError(RLHFEnvsError, TypeError):
     """An unknown or ill-typed constructor argument, reset option or task parameter."""
+
+
+class ConfigValueError(ConfigError, ValueError):
+    """A setting of the right type whose value is outside its allowed range (NaN, inf, negative, too
+    large). The message names the field and the range.
+
+    It is a ``ValueError``, as Gymnasium users expect for bad values, and also a
+    :class:`ConfigError`, so code that catches bad settings as ``ConfigError`` keeps working.
+    """
+
+
+class OptionValueError(RLHFEnvsError, ValueError):
+    """A reset option with a bad value where Gymnasium's vector envs raise ``ValueError`` (a
+    ``reset_mask`` of the wrong shape or with no True entry). Deliberately not a ``TypeError``."""
+
+
+class PromptError(RLHFEnvsError, ValueError):
+    """A prompt that cannot be used: special-token text such as ``<pad>``/``<eos>``, invalid
+    Unicode (a lone surrogate), no tokens, too many tokens, or a bad record in a prompt file (the
+    message names the file, the line and the allowed keys)."""
 
 
 def check_known_keys(given: dict, allowed: set[str] | list[str], what: str) -> None:
@@ -39,7 +69,7 @@ def check_known_keys(given: dict, allowed: set[str] | list[str], what: str) -> N
     ``what`` names the thing being configured ("RLHF/Copy-v0 arguments", "reset options") so the
     message points at the right call.
     """
-    unknown = sorted(set(given) - set(allowed))
+    unknown = sorted(set(given) - set(allowed), key=repr)  # (keys need not be str, nor comparable)
     if unknown:
         raise ConfigError(
             f"unknown {what}: {', '.join(map(repr, unknown))}; "
@@ -47,10 +77,10 @@ def check_known_keys(given: dict, allowed: set[str] | list[str], what: str) -> N
         )
 
 
-class DataError(ValueError):
+class DataError(RLHFEnvsError, ValueError):
     """A data file that does not parse or does not match its pinned checksum (the message names the
     file and line), or an unknown domain or split."""
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(RLHFEnvsError, RuntimeError):
     """A data set is not in the cache and could not be fetched; the message says what to run."""

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlhf_envs.registration import TOY_IDS, register_envs
+from rlhf_envs.tasks.base import check_int_range
 
 __all__ = ["TOY_IDS", "play", "run_demo"]
 
@@ -48,7 +49,14 @@ def play(env: gym.Env, policy: str, episodes: int, seed: int) -> tuple[float, fl
 
 
 def run_demo(seed: int = 0, episodes: int = 200) -> int:
-    """Print random vs optimal mean reward and success on every toy task."""
+    """Print random vs optimal mean reward and success on every toy task.
+
+    ``episodes`` is an int in ``[1, 10**7]`` and ``seed`` an int >= 0; anything else raises
+    :class:`~rlhf_envs.errors.ConfigValueError` (or :class:`~rlhf_envs.errors.ConfigError` for a
+    non-int) before anything runs.
+    """
+    check_int_range("--episodes", episodes, 1, 10**7, "toy-demo")
+    check_int_range("--seed", seed, 0, 2**63 - 1, "toy-demo")
     register_envs()
     print(f"rlhf_envs {version('rlhf_envs')}: random vs scripted-optimal policy, {episodes} episodes each\n")
     for env_id in TOY_IDS:

@@ -7,8 +7,11 @@ document. Blocks tagged otherwise (``text``, or untagged) are not commands and a
   and run as one script (a later block may use what an earlier one defined, as in the tutorial).
 * Each shell block runs with ``bash -e -o pipefail`` in document order; the shell blocks of a
   document run before its Python session.
-* Both run in a fresh process from the repository root with the test interpreter's ``bin`` first on
-  ``PATH`` (so ``python`` and ``rlhf-envs`` are the venv's) and one torch thread.
+* Both run in a fresh process with the test interpreter's ``bin`` first on ``PATH`` (so ``python``
+  and ``rlhf-envs`` are the venv's) and one torch thread, from a temporary copy of the repository
+  root (:func:`scratch_root`: symlinks to its entries, with its own empty ``runs/``), so whatever a
+  command writes under ``runs/`` lands in the test's temporary directory, never in the repository;
+  ``$RLHF_ENVS_CACHE`` is the session's temporary cache (``tests/conftest.py``).
 * A block made only of ``make <target>`` lines (``make demo``, ``make test``: what CI itself runs)
   is not executed; its targets must exist in the Makefile.
 
@@ -165,8 +168,20 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], block_desc: str, exits: tuple[int, ...]) -> None:
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+def scratch_root(tmp_path: Path) -> Path:
+    """A directory that looks like the repository root: a symlink to each of its entries except
+    ``runs`` (output), so relative paths in the docs resolve and ``runs/`` is new and temporary."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in ("runs",):
+            (root / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (root / "runs").mkdir()
+    return root
+
+
+def _run(cmd: list[str], block_desc: str, exits: tuple[int, ...], cwd: Path = REPO) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
     out = proc.stdout[-4000:] + "\n--- stderr ---\n" + proc.stderr[-4000:]
     assert proc.returncode in exits, f"{block_desc} exited {proc.returncode} (allowed {exits}):\n{out}"
     assert "Traceback (most recent call last)" not in proc.stderr, f"{block_desc} raised:\n{out}"
@@ -233,14 +248,27 @@ def test_make_blocks_name_existing_targets() -> None:
 def test_doc_commands_run(path: Path, tmp_path: Path) -> None:
     """Run the document's shell blocks in order, then its Python blocks as one session."""
     blocks = parse_blocks(path)
+    cwd = scratch_root(tmp_path)
     for b in blocks:
         if b.tag in SHELL_TAGS and b.make_targets() is None:
-            _run(["bash", "-e", "-o", "pipefail", "-c", b.runnable_code()], f"shell block {b.where}", b.exits)
+            code = b.runnable_code()
+            _run(["bash", "-e", "-o", "pipefail", "-c", code], f"shell block {b.where}", b.exits, cwd)
     py = [b for b in blocks if b.tag in PYTHON_TAGS]
     if py:
         script = tmp_path / f"{path.stem}_session.py"
         script.write_text("".join(f"# --- {b.where}\n{b.runnable_code()}\n" for b in py))
-        _run([sys.executable, str(script)], f"python session of {path.name}", (0,))
+        _run([sys.executable, str(script)], f"python session of {path.name}", (0,), cwd)
+
+
+def test_scratch_root_keeps_runs_out_of_the_repository(tmp_path: Path) -> None:
+    """What a doc command writes under runs/ lands in the temporary root, and the repository's
+    files are still reachable through it."""
+    root = scratch_root(tmp_path)
+    assert (root / "README.md").read_text() == (REPO / "README.md").read_text()
+    _run(["bash", "-c", "mkdir -p runs/x && echo hi > runs/x/out.txt"], "scratch", (0,), root)
+    assert (root / "runs" / "x" / "out.txt").read_text() == "hi\n"
+    assert not (root / "runs").is_symlink()
+    assert not (REPO / "runs" / "x" / "out.txt").exists()
 
 
 # -- the exercise checker: passes the reference solution, fails the skeleton and wrong answers ----

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym  # noqa: E402
 import numpy as np
 import pytest
@@ -65,13 +67,15 @@ def test_proxy_is_fitted_from_the_simulated_human(tmp_path, monkeypatch):
     assert again.unwrapped.task.proxy.score(eps) == pytest.approx(task.proxy.score(eps))
 
 
-def test_proxy_cache_key_is_unchanged(monkeypatch):
-    """The proxy cache key hashes the same parts, in the same form, as in version 0.1.0 (so a cached
-    proxy is found again and results stay reproducible); only fields set away from the defaults add
+def test_proxy_cache_key_is_versioned(monkeypatch):
+    """The proxy cache key hashes everything that determines the fitted proxy plus the version of the
+    code that fits it (PROXY_CACHE_VERSION and the package version), so a proxy fitted by older code
+    (whose key had no version part) is never found again; fields set away from the defaults add
     parts."""
     import hashlib
+    from importlib.metadata import version
 
-    from rlhf_envs.tasks.simulated_human import SimulatedHumanTask
+    from rlhf_envs.tasks.simulated_human import PROXY_CACHE_VERSION, SimulatedHumanTask
 
     monkeypatch.setattr(
         SimulatedHumanTask, "_cached_or_fitted", lambda self, cache: RewardModel.__new__(RewardModel)
@@ -83,8 +87,48 @@ def test_proxy_cache_key_is_unchanged(monkeypatch):
         "'friend', 'kindly', 'great question', 'wonderful question'), likert_cuts=(-0.6, -0.2, 0.2, 0.6), "
         "gold=None, name='Mistake')"
     )
-    parts = [task.model_path, rater, 500, 3, 0.0003, 0, 24, 32, "built-in prompts", 400]
-    assert task.proxy_cache_key() == hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    old = [task.model_path, rater, 500, 3, 0.0003, 0, 24, 32, "built-in prompts", 400]
+    code = ("code", PROXY_CACHE_VERSION, version("rlhf_envs"))
+    assert PROXY_CACHE_VERSION >= 2
+    assert task.proxy_cache_key() == hashlib.sha256(repr([*old, code]).encode()).hexdigest()[:16]
+    assert task.proxy_cache_key() != hashlib.sha256(repr(old).encode()).hexdigest()[:16]  # 0.1.0's key
     fluent = SimulatedHumanTask(ref_logprobs=False, gold="fluent_vader", n_members=3)
-    parts += [("n_members", 3), ("gold", "fluent_vader")]
+    parts = [*old, ("n_members", 3), ("gold", "fluent_vader"), code]
     assert fluent.proxy_cache_key() == hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def test_proxy_from_older_code_is_not_reused(saved_proxy, tmp_path, monkeypatch):
+    """A proxy cached under the unversioned key of version 0.1.0 is ignored (a new one is fitted and
+    cached with its key record); a cache entry whose key record does not match is an error."""
+    import hashlib
+    import shutil
+
+    from rlhf_envs.errors import ConfigValueError
+    from rlhf_envs.tasks.simulated_human import CACHE_KEY_FILE, SimulatedHumanTask
+
+    path, rm = saved_proxy
+    monkeypatch.setenv("RLHF_ENVS_CACHE", str(tmp_path))
+    fits = []
+
+    def fake_fit(self):
+        fits.append(1)
+        return rm
+
+    with monkeypatch.context() as m:
+        m.setattr(SimulatedHumanTask, "_cached_or_fitted", lambda self, cache: rm)
+        probe = SimulatedHumanTask(ref_logprobs=False, n_comparisons=7)
+    old_key = hashlib.sha256(repr(probe.proxy_cache_parts()[:-1]).encode()).hexdigest()[:16]
+    shutil.copytree(path, tmp_path / "proxy" / old_key)  # what 0.1.0 would have cached
+    monkeypatch.setattr(SimulatedHumanTask, "fit_proxy", fake_fit)
+
+    task = SimulatedHumanTask(ref_logprobs=False, n_comparisons=7)
+    assert fits == [1], "the old-key proxy must not be loaded"
+    entry = tmp_path / "proxy" / task.proxy_cache_key()
+    record = json.loads((entry / CACHE_KEY_FILE).read_text())
+    assert record["key"] == task.proxy_cache_key() and "('code', " in record["parts"]
+    SimulatedHumanTask(ref_logprobs=False, n_comparisons=7)
+    assert fits == [1], "the new entry is found again"
+    record["parts"] = "something else"
+    (entry / CACHE_KEY_FILE).write_text(json.dumps(record))
+    with pytest.raises(ConfigValueError, match="Delete that directory"):
+        SimulatedHumanTask(ref_logprobs=False, n_comparisons=7)

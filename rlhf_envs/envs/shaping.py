@@ -13,12 +13,16 @@ Stateful terms (a reference model's KV cache, for example) may also define
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import ConfigError, ConfigValueError, FeedbackError
+
+#: the largest built-in shaping coefficient (the task rewards are of order 1)
+MAX_SHAPING_COEF = 1e6
 
 
 @runtime_checkable
@@ -30,13 +34,26 @@ class ShapingTerm(Protocol):
     def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray: ...
 
 
+def check_coef(name: str, coef: object) -> float:
+    """A built-in term's coefficient: a finite number in ``[0, MAX_SHAPING_COEF]`` (a penalty; for a
+    bonus write a :class:`ShapingTerm`). Raises :class:`ConfigError` / :class:`ConfigValueError`."""
+    if isinstance(coef, bool | np.bool_) or not isinstance(coef, int | float | np.integer | np.floating):
+        raise ConfigError(f"shaping coefficient for {name!r} must be a number, got {coef!r}")
+    if not 0.0 <= float(coef) <= MAX_SHAPING_COEF:  # (False for NaN)
+        raise ConfigValueError(
+            f"shaping coefficient for {name!r} must be a finite number in [0, {MAX_SHAPING_COEF:g}] "
+            f"(a penalty; write a ShapingTerm for a bonus), got {coef!r}"
+        )
+    return float(coef)
+
+
 class StepPenalty:
     """``-coef`` for every generated token: a pressure towards short completions."""
 
     name = "step_penalty"
 
     def __init__(self, coef: float = 0.01) -> None:
-        self.coef = float(coef)
+        self.coef = check_coef(self.name, coef)
 
     def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return np.full(len(actions), -self.coef, dtype=np.float32)
@@ -48,7 +65,7 @@ class RepeatPenalty:
     name = "repeat_penalty"
 
     def __init__(self, coef: float = 0.1) -> None:
-        self.coef = float(coef)
+        self.coef = check_coef(self.name, coef)
 
     def __call__(self, input_ids: np.ndarray, lengths: np.ndarray, actions: np.ndarray) -> np.ndarray:
         prev = input_ids[np.arange(len(actions)), lengths - 2]
@@ -74,14 +91,17 @@ def make_shaping(shaping: Any) -> list[ShapingTerm]:
                     f"unknown shaping term {name!r}; built-in terms: {', '.join(BUILTIN_TERMS)} "
                     "(or pass ShapingTerm objects)"
                 )
-            if isinstance(coef, bool) or not isinstance(coef, int | float):
-                raise ConfigError(f"shaping coefficient for {name!r} must be a number, got {coef!r}")
-            terms.append(BUILTIN_TERMS[name](coef))
+            terms.append(BUILTIN_TERMS[name](check_coef(name, coef)))
         return terms
     if isinstance(shaping, Sequence) and not isinstance(shaping, str):
         for t in shaping:
             if not isinstance(t, ShapingTerm):
                 raise ConfigError(f"shaping entries must be ShapingTerm objects, got {t!r}")
+            if not isinstance(t.name, str) or not t.name or t.name == "task":
+                raise ConfigError(
+                    f"shaping term {t!r}: name must be a non-empty str other than 'task' (it becomes the "
+                    f"info key reward_<name>), got {t.name!r}"
+                )
         names = [t.name for t in shaping]
         if len(set(names)) != len(names):
             raise ConfigError(f"shaping term names must be unique, got {names}")
@@ -137,5 +157,26 @@ def call_term(
         r = term(input_ids, lengths, actions, env_indices=env_indices)
     else:
         r = term(input_ids, lengths, actions)
+    if not isinstance(r, np.ndarray) or r.shape != (len(actions),) or not math.isfinite(float(r.dot(r))):
+        _bad_term_output(term, r, len(actions))
     step_info = getattr(term, "step_info", None)
     return r, (step_info() if step_info is not None else {})
+
+
+def _bad_term_output(term: ShapingTerm, r: Any, rows: int) -> None:
+    """Raise :class:`FeedbackError` for a term output that is not ``rows`` finite numbers (a huge but
+    finite output passes: only its dot product overflowed)."""
+    try:
+        arr = np.asarray(r, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape != (rows,):
+        raise FeedbackError(
+            f"shaping term {term.name!r} returned {type(r).__name__} "
+            f"{getattr(r, 'shape', '')}; it must return a float array of shape ({rows},)"
+        )
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise FeedbackError(
+            f"shaping term {term.name!r} returned {arr[bad[0]]} for row {int(bad[0])}; rewards must be finite"
+        )

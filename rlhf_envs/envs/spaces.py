@@ -1,4 +1,5 @@
-"""What both env classes accept and return: the observation space and the action check.
+"""What both env classes accept and return: the observation space, the action, seed and option
+checks, and the env's task (with an optional feedback model in place of the task's own).
 
 Shared by :class:`~rlhf_envs.envs.text_env.TextGenerationEnv` and
 :class:`~rlhf_envs.envs.vector_env.TextGenerationVectorEnv`, so the two cannot drift apart.
@@ -6,13 +7,15 @@ Shared by :class:`~rlhf_envs.envs.text_env.TextGenerationEnv` and
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from rlhf_envs.errors import InvalidActionError
-from rlhf_envs.tasks.base import Task
+from rlhf_envs.errors import ConfigError, ConfigValueError, InvalidActionError, check_known_keys
+from rlhf_envs.tasks.base import Task, make_task
 
 
 def observation_space(task: Task) -> spaces.Dict:
@@ -40,3 +43,45 @@ def check_action(action: Any, vocab_size: int) -> int:
             f"action {int(action)} is out of range; allowed token ids are [0, {vocab_size})"
         )
     return int(action)
+
+
+def check_seed(seed: Any, what: str = "seed") -> int | None:
+    """``None`` or a non-negative int (numpy ints too, which Gymnasium's seeding refuses) -> int."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer):
+        raise ConfigError(f"{what} must be None or an int >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ConfigValueError(f"{what} must be None or an int >= 0, got {seed}")
+    return int(seed)
+
+
+def check_options(options: Any, allowed: set[str], what: str) -> dict[str, Any]:
+    """``reset(options=...)``: ``None`` or a mapping with only ``allowed`` keys -> a new dict."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{what} must be None or a dict, got {type(options).__name__} {options!r}")
+    check_known_keys(options, allowed, what)
+    return dict(options)
+
+
+def make_env_task(task: str | Task, feedback: Any, task_kwargs: dict[str, Any]) -> Task:
+    """The env's task: ``make_task(task, **task_kwargs)``, scored by ``feedback`` when one is given.
+
+    ``feedback`` is any object with a ``score(episodes)`` method (the
+    :class:`~rlhf_envs.feedback.FeedbackModel` protocol); the env's scoring validates every score
+    it returns. A caller's ready ``Task`` instance is copied, not changed.
+    """
+    built = make_task(task, **task_kwargs)
+    if feedback is None:
+        return built
+    if not callable(getattr(feedback, "score", None)):
+        raise ConfigError(
+            "feedback must be None or a feedback model: an object with a score(episodes) method that "
+            f"returns one float per episode, got {type(feedback).__name__} {feedback!r}"[:400]
+        )
+    if built is task:
+        built = copy.copy(built)
+    built.feedback = feedback
+    return built

@@ -8,12 +8,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rlhf_envs.envs.rendering import RENDER_MODES, check_render_mode, text_frame
 from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
-from rlhf_envs.envs.spaces import check_action, observation_space
-from rlhf_envs.errors import EpisodeFinishedError, check_known_keys
+from rlhf_envs.envs.spaces import check_action, check_options, check_seed, make_env_task, observation_space
+from rlhf_envs.errors import EpisodeFinishedError
 from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
-from rlhf_envs.tasks.base import PromptBatch, Task, make_task
+from rlhf_envs.tasks.base import PromptBatch, Task, check_prompt_text
 
 
 def _python(value: Any) -> Any:
@@ -67,9 +68,14 @@ class TextGenerationEnv(gym.Env):
 
     * ``task``: a registered task name (``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ...)
       or a :class:`~rlhf_envs.tasks.Task` instance.
-    * ``render_mode``: ``None`` or ``"ansi"`` (``render()`` returns ``"prompt|completion"``).
-    * ``shaping``: ``None``, ``{"step_penalty": c, "repeat_penalty": c}``, or a list of
-      :class:`~rlhf_envs.envs.shaping.ShapingTerm`.
+    * ``render_mode``: ``None``, ``"ansi"`` (``render()`` returns ``"prompt|completion"``) or
+      ``"rgb_array"`` (that text drawn on an image, :mod:`rlhf_envs.envs.rendering`; what SB3's
+      ``make_vec_env`` asks for, and what ``gym.make`` builds ``"human"`` on).
+    * ``shaping``: ``None``, ``{"step_penalty": c, "repeat_penalty": c}`` (coefficients finite, in
+      ``[0, 1e6]``), or a list of :class:`~rlhf_envs.envs.shaping.ShapingTerm`.
+    * ``feedback``: ``None`` (the task's own) or any object with ``score(episodes) -> float[B]``
+      (a :class:`~rlhf_envs.feedback.FeedbackModel`): it replaces the task's feedback model, so
+      ``gym.make(id, feedback=my_model)`` scores the task's episodes with ``my_model``.
     * any other keyword is a task parameter (e.g. ``max_length`` for Copy); unknown ones raise.
 
     ## Seeding
@@ -84,19 +90,18 @@ class TextGenerationEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,
         task: str | Task,
         render_mode: str | None = None,
         shaping: Any = None,
+        feedback: Any = None,
         **task_kwargs: Any,
     ) -> None:
-        self.task = make_task(task, **task_kwargs)
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
+        self.task = make_env_task(task, feedback, task_kwargs)
         self.shaping = make_shaping(shaping) + task_terms(self.task)
         self._env0 = np.zeros(1, dtype=np.int64)
         tok = self.task.tokenizer
@@ -119,15 +124,14 @@ class TextGenerationEnv(gym.Env):
     # -- Gymnasium API ------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        check_known_keys(options, {"prompt"}, "reset options")
+        super().reset(seed=check_seed(seed))
+        options = check_options(options, {"prompt"}, "reset options")
         if seed is not None or self._stream is None:
             self._stream, self._counter = stream_key(self.np_random), 0
         self._key = episode_keys(np.array([self._stream]), np.array([self._counter]))
         self._counter += 1
         if "prompt" in options:
-            p = self.task.prompt_from_text(options["prompt"])
+            p = self.task.prompt_from_text(check_prompt_text(options["prompt"], "reset option 'prompt'"))
             self._prompt = PromptBatch.from_prompts([p], self.pad_id)
         else:
             self._prompt = self.task.sample_prompts(self._key)
@@ -183,14 +187,20 @@ class TextGenerationEnv(gym.Env):
         info["action_mask"] = self._mask.copy()
         return self._obs(), float(reward + task_reward), bool(terminated), bool(truncated), info
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
             return None
         if self._prompt is None:
-            return ""
-        gen = self._ids[self._prompt_len : self._length]
-        end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
-        return f"{self._prompt.texts[0]}|{self.task.tokenizer.decode(gen.tolist())}{end}"
+            if self.render_mode == "ansi":
+                return ""
+            prompt, completion = "", ""
+        else:
+            gen = self._ids[self._prompt_len : self._length]
+            end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
+            prompt, completion = self._prompt.texts[0], self.task.tokenizer.decode(gen.tolist()) + end
+        if self.render_mode == "rgb_array":
+            return text_frame(prompt, completion)
+        return f"{prompt}|{completion}"
 
     def action_masks(self) -> np.ndarray:
         """The action mask as a bool array (the name sb3-contrib's MaskablePPO looks for)."""

@@ -17,6 +17,7 @@ the cost, never the episodes.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -25,12 +26,20 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlhf_envs.envs.rendering import RENDER_MODES, check_render_mode, text_frame
 from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
 from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
-from rlhf_envs.envs.spaces import observation_space
-from rlhf_envs.errors import ConfigError, EpisodeFinishedError, InvalidActionError, check_known_keys
+from rlhf_envs.envs.spaces import check_options, check_seed, make_env_task, observation_space
+from rlhf_envs.errors import (
+    ActionTypeError,
+    ConfigError,
+    ConfigValueError,
+    EpisodeFinishedError,
+    InvalidActionError,
+    OptionValueError,
+)
 from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
-from rlhf_envs.tasks.base import Task, make_task
+from rlhf_envs.tasks.base import Task
 
 
 def _autoreset_mode(mode: Any) -> AutoresetMode:
@@ -57,15 +66,24 @@ class TextGenerationVectorEnv(VectorEnv):
             happens in the same step; the terminal observation and info are in
             ``infos["final_obs"]`` / ``infos["final_info"]``. DISABLED: call
             ``reset(options={"reset_mask": mask})`` yourself; stepping a finished sub-env raises.
-        render_mode: ``None`` or ``"ansi"``.
+        render_mode: ``None``, ``"ansi"`` or ``"rgb_array"`` (``render()`` returns one text or one
+            frame per sub-env).
         shaping: as for the single env.
+        feedback: as for the single env (``None`` or a model with ``score(episodes)``).
         **task_kwargs: task parameters.
+
+    Seeding and resetting follow ``SyncVectorEnv``: ``reset(seed=s)`` seeds sub-env ``i`` with
+    ``s + i`` (so ``np_random_seed`` is ``(s, s + 1, ...)``), a list gives one seed (or ``None``) per
+    sub-env, and ``reset(options={"reset_mask": mask})`` resets the sub-envs where ``mask`` (a bool
+    array of shape ``(num_envs,)`` with at least one True) is True; a mask of the wrong shape or with
+    no True value raises ``ValueError``, one of another dtype ``TypeError``. Actions are an integer
+    array of shape ``(num_envs,)`` in any byte order; a scalar raises ``TypeError``.
 
     Info keys match what ``SyncVectorEnv`` builds from the single env's infos (each key with a
     ``_key`` mask), so code written against one works with the other.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,
@@ -74,17 +92,19 @@ class TextGenerationVectorEnv(VectorEnv):
         autoreset_mode: Any = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         shaping: Any = None,
+        feedback: Any = None,
         **task_kwargs: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.task = make_task(task, **task_kwargs)
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer):
+            raise ConfigError(f"num_envs must be a positive int, got {type(num_envs).__name__} {num_envs!r}")
+        if num_envs < 1:
+            raise ConfigValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        self.render_mode = check_render_mode(render_mode)
+        self.task = make_env_task(task, feedback, task_kwargs)
+        _check_memory(self.task, int(num_envs))
         self.num_envs = n = int(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.render_mode = render_mode
         self.shaping = make_shaping(shaping) + task_terms(self.task)
 
         tok = self.task.tokenizer
@@ -139,6 +159,8 @@ class TextGenerationVectorEnv(VectorEnv):
         self._all = np.ones(n, dtype=bool)
         self._none = np.full(n, None, dtype=object)
         self._reset_called = False
+        # each sub-env's np_random seed, as SyncVectorEnv reports it (None: not drawn yet)
+        self._np_seeds: list[int | None] = [None] * n
 
     def _make_views(self) -> None:
         """Views of ``_ids`` used by ``step`` (rebuilt after unpickling, which copies arrays)."""
@@ -156,35 +178,44 @@ class TextGenerationVectorEnv(VectorEnv):
 
     # -- Gymnasium API ------------------------------------------------------------------------------
 
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:
+        """Each sub-env's seed, as ``SyncVectorEnv`` reports it: ``(s, s + 1, ...)`` after
+        ``reset(seed=s)``; a random seed for a sub-env never seeded (drawn on first use and then
+        used by the first reset, as a single env does)."""
+        for i, s in enumerate(self._np_seeds):
+            if s is None:
+                self._np_seeds[i] = int(np.random.SeedSequence().entropy)
+        return tuple(self._np_seeds)
+
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        options = dict(options or {})
-        check_known_keys(options, {"reset_mask"}, "vector reset options")
+        options = check_options(options, {"reset_mask"}, "vector reset options")
         n = self.num_envs
         mask = options.get("reset_mask")
         if mask is None:
             mask = self._all
         else:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (n,):
-                raise ConfigError(
-                    f"reset_mask must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}"
-                )
-            if not self._reset_called and not mask.all():
-                raise ConfigError("the first reset must reset every sub-env (omit reset_mask)")
+            mask = self._check_reset_mask(mask)
         if seed is None:
             seeds = [None] * n
-        elif isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-            seeds = [int(seed) + i for i in range(n)]
-        elif isinstance(seed, list | tuple) and len(seed) == n:
-            seeds = list(seed)
+        elif isinstance(seed, list | tuple):
+            if len(seed) != n:
+                raise ConfigValueError(f"seed: a list of seeds needs one per sub-env ({n}), got {len(seed)}")
+            seeds = [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
         else:
-            raise ConfigError(f"seed must be None, an int or a list of {n} ints/None, got {seed!r}")
+            try:
+                first = check_seed(seed)
+            except ConfigError as exc:
+                raise type(exc)(f"{exc} (or a list of {n} such seeds)") from None
+            seeds = [first + i for i in range(n)]
         idx = np.flatnonzero(mask)
         for i in idx:
             # Like the single env: a new stream when seeded (or on the very first reset), which
             # also throws away the sub-env's prefetched prompts.
             if seeds[i] is not None or not self._reset_called:
-                self._streams[i] = stream_key(seeding.np_random(seeds[i])[0])
+                s = seeds[i] if seeds[i] is not None else self._np_seeds[i]
+                rng, self._np_seeds[i] = seeding.np_random(s)
+                self._streams[i] = stream_key(rng)
                 self._base[i], self._slot[i] = -self._prefetch, self._block_start[i] + self._prefetch - 1
         self._reset_called = True
         infos: dict[str, Any] = {}
@@ -295,19 +326,24 @@ class TextGenerationVectorEnv(VectorEnv):
 
         return self._obs(), rewards, terminated, truncated, infos
 
-    def render(self) -> tuple[str, ...] | None:
-        if self.render_mode != "ansi":
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
             return None
         decode = self.task.tokenizer.decode
         out = []
         for i in range(self.num_envs):
             if not self._reset_called:
-                out.append("|")
-                continue
-            slot = self._slot[i]
-            gen = self._ids[i, self._pool_lengths[slot] : self._lengths[i]]
-            end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
-            out.append(f"{self._pool_texts[slot]}|{decode(gen.tolist())}{end}")
+                prompt, completion = "", ""
+            else:
+                slot = self._slot[i]
+                gen = self._ids[i, self._pool_lengths[slot] : self._lengths[i]]
+                end = " <eos>" if len(gen) and gen[-1] == self.eos_id else ""
+                prompt, completion = self._pool_texts[slot], decode(gen.tolist()) + end
+            out.append(
+                text_frame(prompt, completion)
+                if self.render_mode == "rgb_array"
+                else f"{prompt}|{completion}"
+            )
         return tuple(out)
 
     def action_masks(self) -> np.ndarray:
@@ -316,8 +352,43 @@ class TextGenerationVectorEnv(VectorEnv):
 
     # -- helpers ------------------------------------------------------------------------------------
 
+    def _check_reset_mask(self, mask: Any) -> np.ndarray:
+        """The ``reset_mask`` option, checked as ``SyncVectorEnv`` checks it (shape and no True ->
+        ``ValueError``; dtype -> ``TypeError``)."""
+        n = self.num_envs
+        try:
+            mask = np.asarray(mask)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"reset_mask must be a bool array of shape ({n},), got {mask!r}"[:300]
+            ) from None
+        if mask.shape != (n,):
+            raise OptionValueError(
+                f"reset_mask must be a bool array of shape ({n},) (one entry per sub-env), got shape {mask.shape}"
+            )
+        if mask.dtype != np.bool_:
+            raise ConfigError(f"reset_mask must be a bool array of shape ({n},), got dtype {mask.dtype}")
+        if not mask.any():
+            raise OptionValueError(
+                "reset_mask must have at least one True entry (as in gymnasium's vector envs); to reset "
+                "nothing, do not call reset"
+            )
+        if not self._reset_called and not mask.all():
+            raise OptionValueError("the first reset must reset every sub-env (omit reset_mask)")
+        return mask.copy()
+
     def _check_actions(self, actions: Any) -> np.ndarray:
-        arr = np.asarray(actions)
+        try:
+            arr = np.asarray(actions)
+        except (TypeError, ValueError) as exc:  # ragged nesting, unconvertible objects
+            raise ActionTypeError(
+                f"actions must be an integer array of shape ({self.num_envs},), got {type(actions).__name__} ({exc})"
+            ) from None
+        if arr.ndim == 0:
+            raise ActionTypeError(
+                f"actions must be an array of {self.num_envs} token ids (one per sub-env), got the scalar "
+                f"{actions!r}; SyncVectorEnv raises TypeError here too"[:300]
+            )
         if arr.shape != (self.num_envs,):
             raise InvalidActionError(
                 f"actions must have shape ({self.num_envs},) (one token id per sub-env), got {arr.shape}"
@@ -325,10 +396,16 @@ class TextGenerationVectorEnv(VectorEnv):
         kind = arr.dtype.kind
         if kind not in "iu":
             raise InvalidActionError(f"actions must be integer token ids, got dtype {arr.dtype}")
+        if arr.dtype != np.int64 and arr.dtype != np.uint64:
+            # every other integer dtype (other widths, either byte order: '>i8' is legal) is exact
+            # in int64; the unsigned view below needs it, or int8 -1 would pass as 255
+            arr = arr.astype(np.int64)
+        elif not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         # One reduction checks both ends: viewed as unsigned, negative ids become huge.
-        unsigned = arr.view(np.uint64 if arr.dtype == np.int64 else f"u{arr.dtype.itemsize}")
+        unsigned = arr.view(np.uint64)
         if unsigned[unsigned.argmax()] >= self.vocab_size:
-            bad = int(np.flatnonzero((arr < 0) | (arr >= self.vocab_size))[0])
+            bad = int(np.flatnonzero(unsigned >= self.vocab_size)[0])
             raise InvalidActionError(
                 f"action {int(arr[bad])} of sub-env {bad} is out of range; allowed token ids are [0, {self.vocab_size})"
             )
@@ -460,6 +537,25 @@ class TextGenerationVectorEnv(VectorEnv):
 
 #: at most this many prefetched prompts in all (num_envs * block size), to bound memory
 MAX_PREFETCHED_PROMPTS = 1 << 16
+
+
+def _check_memory(task: Task, num_envs: int) -> None:
+    """Raise :class:`ConfigValueError` before allocating if ``num_envs`` sub-envs' arrays (ids,
+    observations, masks, prompt blocks; models and KV caches not counted) would not fit in the
+    machine's memory."""
+    length = task.max_prompt_tokens + task.max_new_tokens
+    per_env = 8 * length * 5 + length + 2 * task.tokenizer.vocab_size + 256
+    need = per_env * num_envs
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: a fixed bound
+        total = 1 << 40
+    if need > total:
+        raise ConfigValueError(
+            f"num_envs={num_envs} needs about {need / 2**30:.3g} GiB for the env's own arrays "
+            f"({per_env} bytes per sub-env), more than this machine's {total / 2**30:.3g} GiB of memory; "
+            "use fewer sub-envs"
+        )
 
 
 def _prefetch_size(task: Task, num_envs: int) -> int:

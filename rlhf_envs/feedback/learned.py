@@ -451,12 +451,17 @@ class RewardModel:
 
         Args:
             a, b: the two sides of each comparison.
-            labels: per pair, the probability that A is preferred: 1 / "A", 0 / "B", 0.5 / "tie";
-                skipped queries (``"skip"`` or ``None``, e.g. from a simulated human) are dropped.
-                :class:`~rlhf_envs.feedback.simulated.Label` values are accepted.
+            labels: the answers: the object a rater's ``compare(a, b)`` returned (e.g.
+                :class:`~rlhf_envs.feedback.simulated.Comparisons`; anything with ``prob_a()``), or
+                per pair the probability that A is preferred as a float (1.0 / "A", 0.0 / "B",
+                0.5 / "tie"); skipped queries (``"skip"`` or ``None``) are dropped.
+                :class:`~rlhf_envs.feedback.simulated.Label` members are accepted. Plain integers
+                are refused: ``Comparisons.labels`` holds integer *codes* (0 = A, 1 = B), the
+                opposite of probabilities, and reading one as the other trains a reversed model.
             margins: a margin per pair (or one for all), >= 0: the preferred side must win by it.
             random_fraction: share of labels assumed uniformly random (Christiano et al. use 0.1).
         """
+        labels = _preference_labels(labels)
         if not len(a) == len(b) == len(labels):
             raise FeedbackError(
                 f"fit_preferences: {len(a)} A items, {len(b)} B items and {len(labels)} labels; they must match"
@@ -816,6 +821,30 @@ class RewardModel:
         )
 
 
+_CODES_HINT = (
+    "pass the object compare() returned (fit_preferences(a, b, answers)) or answers.prob_a(), "
+    "'A'/'B'/'tie'/'skip', or float probabilities such as 1.0"
+)
+
+
+def _preference_labels(labels: Any) -> Any:
+    """``fit_preferences``' labels: a comparisons object -> its ``prob_a()``; integer arrays refused."""
+    prob_a = getattr(labels, "prob_a", None)
+    if callable(prob_a):
+        return list(prob_a())
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iub":
+        raise FeedbackError(
+            f"fit_preferences: labels is an integer array (dtype {labels.dtype}): these look like the codes of "
+            f"Comparisons.labels (0 = A, 1 = B, 2 = tie, 3 = skip), not probabilities that A wins; {_CODES_HINT}"
+        )
+    if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+        raise FeedbackError(
+            f"fit_preferences: labels must be a sequence (one answer per pair) or a comparisons object, "
+            f"got {type(labels).__name__}"
+        )
+    return labels
+
+
 def _label_to_prob(x: Any, i: int) -> float | None:
     """Map a preference label to P(A preferred); ``None`` for a skipped query."""
     if x is None:
@@ -823,6 +852,11 @@ def _label_to_prob(x: Any, i: int) -> float | None:
     name = getattr(x, "name", None)
     if name is not None and not isinstance(x, bool):  # a simulated.Label enum member
         x = name
+    elif isinstance(x, bool | int | np.integer | np.bool_):
+        raise FeedbackError(
+            f"label {i} is the integer {x!r}: integers are ambiguous (Comparisons.labels codes 0 = A and "
+            f"1 = B are the opposite of probabilities); {_CODES_HINT}"
+        )
     if isinstance(x, str):
         key = x.strip().lower()
         table = {"a": 1.0, "b": 0.0, "tie": 0.5, "equal": 0.5, "skip": None}
@@ -837,6 +871,6 @@ def _label_to_prob(x: Any, i: int) -> float | None:
         raise FeedbackError(
             f"label {i} is {x!r}; allowed: 'A', 'B', 'tie', 'skip' or a probability in [0, 1]"
         ) from None
-    if not 0.0 <= p <= 1.0:
+    if not 0.0 <= p <= 1.0:  # (False for NaN)
         raise FeedbackError(f"label {i} is {p}; a probability must be in [0, 1]")
     return p

@@ -114,8 +114,12 @@ class RaterConfig:
                 raise ConfigError(f"RaterConfig.{n} must be a number in [0, {hi}], got {v!r}")
 
         r = self.rationality
-        if r is not None and (isinstance(r, bool) or not isinstance(r, int | float) or not r > 0):
-            raise ConfigError(f"RaterConfig.rationality must be None (oracle) or a number > 0, got {r!r}")
+        if r is not None and (
+            isinstance(r, bool) or not isinstance(r, int | float) or not (r > 0 and math.isfinite(r))
+        ):
+            raise ConfigError(
+                f"RaterConfig.rationality must be None (oracle) or a finite number > 0, got {r!r}"
+            )
         if not (isinstance(self.myopia_discount, int | float) and 0.0 < self.myopia_discount <= 1.0):
             raise ConfigError(f"RaterConfig.myopia_discount must be in (0, 1], got {self.myopia_discount!r}")
         prob("mistake_rate", self.mistake_rate)
@@ -124,14 +128,23 @@ class RaterConfig:
         prob("label_noise", self.label_noise, 0.5)
         if self.skip is not None and not (isinstance(self.skip, int | float) and math.isfinite(self.skip)):
             raise ConfigError(f"RaterConfig.skip must be None or a finite number, got {self.skip!r}")
-        if not (isinstance(self.equal, int | float) and self.equal >= 0):
-            raise ConfigError(f"RaterConfig.equal must be a number >= 0, got {self.equal!r}")
+        if isinstance(self.equal, bool) or not (
+            isinstance(self.equal, int | float) and self.equal >= 0 and math.isfinite(self.equal)
+        ):
+            raise ConfigError(f"RaterConfig.equal must be a finite number >= 0, got {self.equal!r}")
         if not (isinstance(self.keyword_bias, int | float) and math.isfinite(self.keyword_bias)):
             raise ConfigError(f"RaterConfig.keyword_bias must be a finite number, got {self.keyword_bias!r}")
-        cuts = tuple(self.likert_cuts)
-        if len(cuts) != 4 or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+        try:
+            cuts = tuple(float(c) for c in self.likert_cuts)
+        except (TypeError, ValueError):
+            cuts = ()
+        if (
+            len(cuts) != 4
+            or not all(math.isfinite(c) for c in cuts)
+            or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False))
+        ):
             raise ConfigError(
-                f"RaterConfig.likert_cuts must be 4 increasing numbers, got {self.likert_cuts!r}"
+                f"RaterConfig.likert_cuts must be 4 increasing finite numbers, got {self.likert_cuts!r}"
             )
         if self.gold is not None and not hasattr(self.gold, "score"):
             raise ConfigError(f"RaterConfig.gold must be a feedback model or None, got {self.gold!r}")

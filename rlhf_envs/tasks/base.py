@@ -16,13 +16,14 @@ A task implements either
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import ConfigError, ConfigValueError, PromptError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, FeedbackModel
 from rlhf_envs.seeding import key_to_seed
 from rlhf_envs.tokenization import Tokenizer
@@ -139,8 +140,10 @@ class Task:
         """Build the prompt for a user-given text (reset option ``{"prompt": text}``).
 
         The default tokenises the text with empty metadata; tasks whose feedback needs metadata
-        (a target string, keywords) override this to derive it from the text.
+        (a target string, keywords) override this to derive it from the text. ``text`` must be a
+        ``str`` of valid Unicode (:func:`check_prompt_text`).
         """
+        text = check_prompt_text(text, f"{self.name}: reset option 'prompt'")
         return self._checked_prompt(Prompt(text, tuple(self.tokenizer.encode(text)), {}))
 
     def reference_model_spec(self) -> ReferenceModelSpec | None:
@@ -177,14 +180,31 @@ class Task:
             self._mask = mask
         return mask
 
-    def _checked_prompt(self, prompt: Prompt) -> Prompt:
+    def _checked_prompt(self, prompt: Prompt, where: str | None = None) -> Prompt:
+        """Raise :class:`PromptError` for a prompt with no tokens, too many tokens, or a pad/EOS id.
+
+        A pad or EOS id inside a prompt (from special-token text such as ``"<pad>"`` or ``"<eos>"``
+        that a Hugging Face tokenizer maps to the special id) would sit in the observation with
+        attention 1, where no pad may be, and an EOS would read as a finished text. Such prompts are
+        rejected rather than encoded as literal text: the error names the token so the user can
+        remove it.
+        """
+        where = where or self.name
         if not prompt.ids:
-            raise ValueError(f"{self.name}: the prompt {prompt.text!r} encodes to no tokens")
+            raise PromptError(f"{where}: the prompt {prompt.text!r} encodes to no tokens")
         if len(prompt.ids) > self.max_prompt_tokens:
-            raise ValueError(
-                f"{self.name}: the prompt {prompt.text!r} has {len(prompt.ids)} tokens; "
-                f"at most {self.max_prompt_tokens} are allowed"
+            raise PromptError(
+                f"{where}: the prompt {prompt.text!r} has {len(prompt.ids)} tokens; "
+                f"at most max_prompt_tokens={self.max_prompt_tokens} are allowed"
             )
+        tok = self.tokenizer
+        for special, what in ((tok.pad_id, "pad"), (tok.eos_id, "EOS")):
+            if special in prompt.ids:
+                raise PromptError(
+                    f"{where}: the prompt {prompt.text!r} contains the {what} token "
+                    f"({_token_text(tok, special)!r}, id {special}); special-token text is not allowed "
+                    "in prompts (it would become a real pad/EOS id with attention 1): remove it"
+                )
         return prompt
 
 
@@ -231,15 +251,84 @@ def make_task(task: str | Task, **kwargs: Any) -> Task:
     if unknown:
         raise ConfigError(
             f"unknown argument(s) {', '.join(map(repr, unknown))} for task {task!r}; "
-            f"allowed: render_mode, shaping, {', '.join(allowed)}"
+            f"allowed: render_mode, shaping, feedback, {', '.join(allowed)}"
         )
     return cls(**kwargs)
 
 
 def check_int_range(name: str, value: Any, low: int, high: int, task: str) -> int:
-    """Validate an integer task parameter in ``[low, high]``."""
+    """Validate an integer task parameter in ``[low, high]``.
+
+    Raises :class:`ConfigError` (a ``TypeError``) for a non-int and :class:`ConfigValueError` (a
+    ``ValueError``) for an int outside the range.
+    """
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ConfigError(f"{task}: {name} must be an int, got {type(value).__name__} {value!r}")
     if not low <= value <= high:
-        raise ValueError(f"{task}: {name} must be in [{low}, {high}], got {value}")
+        raise ConfigValueError(f"{task}: {name} must be in [{low}, {high}], got {value}")
     return int(value)
+
+
+def check_order(low_name: str, low: int, high_name: str, high: int, task: str) -> None:
+    """Raise :class:`ConfigValueError` naming both fields unless ``low <= high`` (e.g. min/max length,
+    where one of them may be a default the user did not pass)."""
+    if low > high:
+        raise ConfigValueError(
+            f"{task}: {low_name}={low} must be at most {high_name}={high}; change one of them"
+        )
+
+
+def check_float_range(
+    name: str,
+    value: Any,
+    task: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Validate a real-valued parameter: a finite number in the interval from ``low`` to ``high``.
+
+    ``low_open``/``high_open`` exclude the ends. NaN and +-inf are always rejected. Raises
+    :class:`ConfigError` for a non-number (bools included) and :class:`ConfigValueError` for a
+    number outside the range; both messages name the field and the allowed range.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(f"{task}: {name} must be a number, got {type(value).__name__} {value!r}")
+    x = float(value)
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    below = x <= low if low_open else x < low
+    above = x >= high if high_open else x > high
+    if not math.isfinite(x) or below or above:
+        raise ConfigValueError(f"{task}: {name} must be a finite number in {interval}, got {value!r}")
+    return x
+
+
+def check_prompt_text(text: Any, where: str) -> str:
+    """Return ``text`` if it is a ``str`` of valid Unicode; raise a clear error otherwise.
+
+    A non-string raises :class:`ConfigError` (a ``TypeError``); a string with a lone surrogate
+    (``"\\ud800"``, which no UTF-8 text can hold and tokenizers reject with their own errors) raises
+    :class:`PromptError`, naming the position.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"{where or 'a prompt'} must be a str, got {type(text).__name__} {text!r}"[:400])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptError(
+            f"{where}{': ' if where else ''}the prompt {text!r} holds a lone surrogate ({text[exc.start]!r} at position "
+            f"{exc.start}), which is not valid Unicode text; fix the text (decode it as UTF-8)"
+        ) from None
+    return text
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    """The text of a special token for messages (``<pad>``), or ``"#id"`` if unknown."""
+    tokens = getattr(tokenizer, "tokens", None)  # CharTokenizer
+    if tokens is not None:
+        return tokens[token_id]
+    hf = getattr(tokenizer, "hf", None)  # HFTokenizer
+    if hf is not None:
+        return str(hf.convert_ids_to_tokens(token_id))
+    return f"#{token_id}"

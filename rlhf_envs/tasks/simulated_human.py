@@ -9,14 +9,16 @@ reward), so over-optimisation of the proxy (Gao et al. 2022) is visible while tr
 
 Building the proxy samples ``2 * n_comparisons`` completions and fits the reward model (about 30 s on an idle
 two-core CPU for the defaults, minutes under load); the result is cached on disk under
-``$RLHF_ENVS_CACHE`` (default ``~/.cache/rlhf_envs``) keyed by everything that determines it, or
-given ready with ``proxy=<directory saved by RewardModel.save>``.
+``$RLHF_ENVS_CACHE`` (default ``~/.cache/rlhf_envs``) keyed by everything that determines it, the
+code that fits it included (:data:`PROXY_CACHE_VERSION` and the package version), or given ready
+with ``proxy=<directory saved by RewardModel.save>``. Processes that build the same proxy at once
+wait for one another (a lock file next to the cache entry) instead of fitting it twice.
 
 Task arguments (besides those of the sentiment task: ``model``, ``prompts``, ``max_new_tokens``,
 ``kl_coef``, ...): ``rater`` (a preset name or :class:`RaterConfig`; default ``"Mistake"``),
-``n_comparisons`` (500), ``fit_epochs`` (3), ``fit_lr`` (3e-4), ``proxy_seed`` (0), ``proxy`` (a saved model
-directory), ``cache`` (True), ``n_members`` (1: the proxy is a bootstrap ensemble of that many reward
-models when > 1) and ``aggregate`` (``None``: as fitted or saved, ``"mean"`` for a new fit; else
+``n_comparisons`` (500, at most 10**6), ``fit_epochs`` (3, at most 10**4), ``fit_lr`` (3e-4, in
+(0, 1)), ``proxy_seed`` (0, an int >= 0), ``proxy`` (a saved model directory), ``cache`` (True),
+``n_members`` (1, at most 64: the proxy is a bootstrap ensemble of that many reward models when > 1) and ``aggregate`` (``None``: as fitted or saved, ``"mean"`` for a new fit; else
 ``"mean"``, ``"min"`` or ``"mean_minus_std"``: how the members' scores combine into the reward). The
 aggregate only changes scoring, so ensembles that differ only in it share one cached fit. ``gold``
 (``"vader"``, the default, or ``"fluent_vader"``: :class:`~rlhf_envs.feedback.fluency.FluentSentiment`,
@@ -25,20 +27,23 @@ VADER gated by fluency under the frozen base model, a gold that word salad canno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlhf_envs import atomic_io
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import ConfigError, ConfigValueError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch, score_episodes
 from rlhf_envs.feedback.fluency import FluentSentiment
 from rlhf_envs.feedback.simulated import RaterConfig, SimulatedHuman, preset
-from rlhf_envs.tasks.base import register_task
+from rlhf_envs.tasks.base import check_float_range, check_int_range, register_task
 from rlhf_envs.tasks.language import SentimentTask
 
 if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or loaded
@@ -46,6 +51,36 @@ if TYPE_CHECKING:  # torch and transformers load only when a proxy is built or l
 
 ENV_ID = "RLHF/SimulatedHuman-v0"
 GOLDS = ("vader", "fluent_vader")
+#: part of every proxy cache key: bump it whenever sampling, fitting or the saved format of the
+#: proxy changes, so a proxy fitted by older code is never reused (1 = keys without a version)
+PROXY_CACHE_VERSION = 2
+#: written into each cached proxy's directory: the parts its key hashes, for people and checks
+CACHE_KEY_FILE = "cache_key.json"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("rlhf_envs")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``; no lock elsewhere), so processes
+    that need the same proxy wait for the first to cache it rather than all fitting it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: concurrent builders fit twice, the first rename wins
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cache_root() -> Path:
@@ -116,18 +151,19 @@ class SimulatedHumanTask(SentimentTask):
         self.rater = preset(rater) if isinstance(rater, str) else rater
         if not isinstance(self.rater, RaterConfig):
             raise ConfigError(f"{self.name}: rater must be a preset name or a RaterConfig, got {rater!r}")
-        for n, v in (("n_comparisons", n_comparisons), ("fit_epochs", fit_epochs), ("n_members", n_members)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{self.name}: {n} must be a positive int, got {v!r}")
+        n_comparisons = check_int_range("n_comparisons", n_comparisons, 1, 10**6, self.name)
+        fit_epochs = check_int_range("fit_epochs", fit_epochs, 1, 10**4, self.name)
+        n_members = check_int_range("n_members", n_members, 1, 64, self.name)
+        proxy_seed = check_int_range("proxy_seed", proxy_seed, 0, 2**63 - 1, self.name)
+        if not isinstance(cache, bool):
+            raise ConfigError(f"{self.name}: cache must be True or False, got {cache!r}")
         if gold not in GOLDS:
             raise ConfigError(f"{self.name}: gold must be one of {GOLDS}, got {gold!r}")
         self.gold_name = gold
         # the gold utility (VADER on the completion, optionally fluency-gated): hidden from the reward
         self.gold = self.feedback if gold == "vader" else FluentSentiment(self)
-        if not (isinstance(fit_lr, int | float) and 0 < fit_lr < 1):
-            raise ConfigError(f"{self.name}: fit_lr must be a number in (0, 1), got {fit_lr!r}")
-        self.n_comparisons, self.fit_epochs, self.proxy_seed = n_comparisons, fit_epochs, int(proxy_seed)
-        self.fit_lr = float(fit_lr)
+        self.fit_lr = check_float_range("fit_lr", fit_lr, self.name, 0.0, 1.0, low_open=True, high_open=True)
+        self.n_comparisons, self.fit_epochs, self.proxy_seed = n_comparisons, fit_epochs, proxy_seed
         from rlhf_envs.feedback.learned import AGGREGATES, RewardModel
 
         if aggregate is not None and aggregate not in AGGREGATES:
@@ -144,30 +180,57 @@ class SimulatedHumanTask(SentimentTask):
             self.proxy.aggregate = aggregate
         self.feedback = self.proxy
 
-    def proxy_cache_key(self) -> str:
-        """The proxy's cache directory name: a hash of everything that determines the fitted proxy."""
+    def proxy_cache_parts(self) -> list[Any]:
+        """Everything that determines the fitted proxy, the fitting code's version included."""
         parts = [
             self.model_path, self.rater.cache_repr(), self.n_comparisons, self.fit_epochs, self.fit_lr,
             self.proxy_seed, self.max_new_tokens, self.max_prompt_tokens, self._source, len(self.prompts),
         ]  # fmt: skip
-        if self.n_members != 1:  # appended only when set, so single-model cache keys are unchanged
+        if self.n_members != 1:
             parts.append(("n_members", self.n_members))
         if self.gold_name != "vader":
             parts.append(("gold", self.gold_name))
-        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+        parts.append(("code", PROXY_CACHE_VERSION, _package_version()))
+        return parts
+
+    def proxy_cache_key(self) -> str:
+        """The proxy's cache directory name: a hash of :meth:`proxy_cache_parts`."""
+        return hashlib.sha256(repr(self.proxy_cache_parts()).encode()).hexdigest()[:16]
 
     def _cached_or_fitted(self, cache: bool) -> RewardModel:
         from rlhf_envs.feedback.learned import RewardModel
 
-        path = cache_root() / "proxy" / self.proxy_cache_key()
-        if cache and (path / "reward_model.json").exists():
-            return RewardModel.load(path)
-        proxy = self.fit_proxy()
-        if cache:
-            # Built next to the final place, then renamed: concurrent builders (pytest-xdist workers,
-            # subprocess envs) never see a half-written model; the first rename wins.
-            atomic_io.write_directory(path, proxy.save, if_exists="keep")
+        key = self.proxy_cache_key()
+        path = cache_root() / "proxy" / key
+        if not cache:
+            return self.fit_proxy()
+        record = {"key": key, "version": PROXY_CACHE_VERSION, "parts": repr(self.proxy_cache_parts())}
+        with _build_lock(path):
+            if (path / "reward_model.json").exists():
+                found = self._read_key_file(path)
+                if found != record:
+                    raise ConfigValueError(
+                        f"the cached proxy {str(path)!r} records {found!r}, not {record!r}; it was not written "
+                        "by this version of rlhf_envs for these settings. Delete that directory to refit it"
+                    )
+                return RewardModel.load(path)
+            proxy = self.fit_proxy()
+
+            def save(tmp: Path) -> None:
+                proxy.save(tmp)
+                atomic_io.write_json(tmp / CACHE_KEY_FILE, record, indent=2)
+
+            # Built next to the final place, then renamed: a reader never sees a half-written model
+            # (and under the lock no other process of this machine is building it).
+            atomic_io.write_directory(path, save, if_exists="keep")
         return proxy
+
+    @staticmethod
+    def _read_key_file(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((path / CACHE_KEY_FILE).read_text())
+        except (OSError, ValueError):
+            return None
 
     def fit_proxy(self) -> RewardModel:
         """Sample completions, ask the simulated human, fit a reward model on the task's model."""

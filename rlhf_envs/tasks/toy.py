@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_envs.errors import PromptError
 from rlhf_envs.feedback.base import EpisodeBatch
 from rlhf_envs.feedback.scripted import TargetMatch
 from rlhf_envs.seeding import stream_key, uniforms
-from rlhf_envs.tasks.base import Prompt, PromptBatch, Task, check_int_range, register_task
+from rlhf_envs.tasks.base import Prompt, PromptBatch, Task, check_int_range, check_order, register_task
 from rlhf_envs.tokenization import CharTokenizer
 
 LETTERS = "abcdefghijklmnop"
@@ -97,7 +98,8 @@ class _StringTask(_TargetTask):
         name = self.name
         self.n_symbols = check_int_range("n_symbols", n_symbols, 2, len(self.source_symbols), name)
         self.max_length = check_int_range("max_length", max_length, 1, 7, name)
-        self.min_length = check_int_range("min_length", min_length, 1, self.max_length, name)
+        self.min_length = check_int_range("min_length", min_length, 1, 7, name)
+        check_order("min_length", self.min_length, "max_length", self.max_length, name)
         self.alphabet = self.source_symbols[: self.n_symbols]
         self.max_prompt_tokens = self.max_length + 1
         self.max_new_tokens = self.max_length + 1
@@ -125,7 +127,7 @@ class _StringTask(_TargetTask):
     def prompt_from_text(self, text: str) -> Prompt:
         source = text[:-1] if text.endswith("=") else text
         if set(source) - set(self.alphabet) or not self.min_length <= len(source) <= self.max_length:
-            raise ValueError(
+            raise PromptError(
                 f"{self.name}: prompt {text!r} must be {self.min_length}-{self.max_length} symbols "
                 f"from {self.alphabet!r}, optionally followed by '='"
             )
@@ -225,7 +227,7 @@ class AdditionTask(_TargetTask):
         source = text[:-1] if text.endswith("=") else text
         parts = source.split("+")
         if len(parts) != 2 or not all(p.isdigit() and len(p) <= self.max_digits for p in parts):
-            raise ValueError(
+            raise PromptError(
                 f"{self.name}: prompt {text!r} must look like '12+7=' with at most {self.max_digits} digits per number"
             )
         return self._from_operands(np.array([int(parts[0])]), np.array([int(parts[1])]))[0]
