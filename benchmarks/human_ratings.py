@@ -550,6 +550,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="comma-separated subset (runs can be split and merged)",
     )
     parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of the methods the chosen --parts run (runs can be split and merged)",
+    )
+    parser.add_argument(
         "--merge", nargs="+", default=None, help="merge these result files (disjoint domains)"
     )
     parser.add_argument("--out", default=str(RESULTS))
