@@ -54,36 +54,15 @@ def sentiment_base_score(tok, lm, n_prompts: int, max_new_tokens: int, seed: int
 
     from rlhf_envs.feedback.rules import Sentiment
     from rlhf_envs.lm.corpus import review_openings
+    from rlhf_envs.lm.sampling import sample_with_logprobs
 
     prompts = review_openings(400)[:n_prompts]
     enc = [tok.encode(p) for p in prompts]
     gen = torch.Generator().manual_seed(seed)
-    completions: list[str] = [""] * len(prompts)
-    ended = 0
-    by_len: dict[int, list[int]] = {}
-    for i, e in enumerate(enc):
-        by_len.setdefault(len(e), []).append(i)
-    with torch.no_grad():
-        for _, idx in sorted(by_len.items()):
-            x = torch.tensor([enc[i] for i in idx])
-            done = torch.zeros(len(idx), dtype=torch.bool)
-            new: list[list[int]] = [[] for _ in idx]
-            for _ in range(max_new_tokens):
-                logits = lm(input_ids=x, attention_mask=torch.ones_like(x)).logits[:, -1].double()
-                nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
-                for k in range(len(idx)):
-                    if not done[k]:
-                        t = int(nxt[k])
-                        if t == tok.eos_id:
-                            done[k] = True
-                        else:
-                            new[k].append(t)
-                x = torch.cat([x, nxt], 1)
-                if bool(done.all()):
-                    break
-            ended += int(done.sum())
-            for k, i in enumerate(idx):
-                completions[i] = tok.decode(new[k])
+    # the project's one sampler (KV-cached decoder, inverse-CDF draws); EOS ends a row and is kept
+    new, _ = sample_with_logprobs(lm, enc, max_new_tokens, tok.eos_id, gen)
+    ended = sum(1 for c in new if c and c[-1] == tok.eos_id)
+    completions = [tok.decode([t for t in c if t != tok.eos_id]) for c in new]
     sent = Sentiment()
     scores = np.array([sent.compound(c) for c in completions])
     return {

@@ -211,9 +211,16 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def usage_errors() -> tuple[type[BaseException], ...]:
     """The library's own errors for bad arguments, settings and files (see :func:`main`)."""
-    from rlhf_envs.errors import ConfigError, DataError, DataUnavailableError, FeedbackError
+    from rlhf_envs.errors import (
+        ConfigError,
+        DataError,
+        DataUnavailableError,
+        FeedbackError,
+        OptionValueError,
+        PromptError,
+    )
 
-    return ConfigError, DataError, DataUnavailableError, FeedbackError
+    return ConfigError, DataError, DataUnavailableError, FeedbackError, OptionValueError, PromptError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     A bad command line, setting or file ends in one line on stderr (``rlhf-envs <command>: error:
     ...``) and exit status 2, as argparse does for unknown options: that is every error of the
     library's own hierarchy (:mod:`rlhf_envs.errors`: ``ConfigError``, ``DataError`` (corrupt or
-    missing files, checkpoints included), ``DataUnavailableError``, ``FeedbackError``). Anything
+    missing files, checkpoints included), ``DataUnavailableError``, ``FeedbackError``, ``PromptError``
+    (a bad prompt file), ``OptionValueError``). Anything
     else is a bug and keeps its traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
