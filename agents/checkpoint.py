@@ -13,15 +13,19 @@ temporary name next to the target and swapped in with two renames
 first and removed only after the new one is in place, so a crash at any moment leaves a complete
 checkpoint at ``<path>`` or ``<path>.bak`` (``read_checkpoint`` falls back to it).
 
-Reading never trusts the files: every file is parsed and checked, and anything missing, truncated
-or malformed raises :class:`CheckpointError` naming the file; :func:`first_readable` then falls back
-to ``<path>.bak`` if a complete copy is there (and warns). Which env a checkpoint may rebuild, and
-with which keyword arguments, is checked by :func:`check_saved_env` before anything is built: a
-checkpoint never imports a module or reads a file on its own.
+``config.json`` records the SHA-256 of both safetensors files and of its own other entries, so a
+file changed or damaged after the save (a flipped byte in the weights included) is detected.
+Reading never trusts the files: every file is checked and parsed, and anything missing, changed,
+truncated or malformed raises :class:`CheckpointError` naming the file (a checksum stops accidents,
+not an author who recomputes it, so the entries are checked as well); :func:`first_readable` then
+falls back to ``<path>.bak`` if a complete copy is there (and warns). Which env a checkpoint may
+rebuild, and with which keyword arguments, is checked by :func:`check_saved_env` before anything is
+built: a checkpoint never imports a module or reads a file on its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -103,12 +107,60 @@ def write_checkpoint(
     def build(tmp: Path) -> None:
         save_model(module, str(tmp / "model.safetensors"))
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+        record = json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}, default=_json_default))
+        record[CHECKSUMS] = {
+            "config": _meta_digest(record),
+            **{name: _file_digest(tmp / name) for name in WEIGHT_FILES},
+        }
         with open(tmp / "config.json", "w") as f:
-            json.dump(
-                {"format_version": FORMAT_VERSION, **meta}, f, indent=1, sort_keys=True, default=_json_default
-            )
+            json.dump(record, f, indent=1, sort_keys=True)
 
     atomic_io.write_directory(path, build)
+
+
+#: the safetensors files of a checkpoint (their SHA-256 is recorded in ``config.json``)
+WEIGHT_FILES = ("model.safetensors", "state.safetensors")
+#: the ``config.json`` entry holding the checksums of the other entries and of :data:`WEIGHT_FILES`
+CHECKSUMS = "checksums"
+
+
+def _file_digest(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of ``config.json``'s entries other than the checksums, in a canonical form."""
+    body = {k: v for k, v in meta.items() if k != CHECKSUMS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_checksums(directory: Path, meta: dict[str, Any]) -> None:
+    """Compare the files with the checksums ``config.json`` records (checkpoints written before the
+    checksums existed have none and are only parsed)."""
+    sums = meta.get(CHECKSUMS)
+    if sums is None:
+        return
+    config_file = directory / "config.json"
+    if not isinstance(sums, dict):
+        raise CheckpointError(f"checkpoint file {str(config_file)!r}: {CHECKSUMS!r} must be an object")
+    if sums.get("config") != _meta_digest(meta):
+        raise CheckpointError(
+            f"checkpoint file {str(config_file)!r} was changed after it was saved (its checksum does not match); "
+            "pass changed settings to load as overrides instead of editing the file"
+        )
+    for name in WEIGHT_FILES:
+        file = directory / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint file {str(file)!r} is missing")
+        if sums.get(name) != _file_digest(file):
+            raise CheckpointError(
+                f"checkpoint file {str(file)!r} was changed or damaged after it was saved "
+                "(its SHA-256 differs from the one recorded in config.json)"
+            )
 
 
 def _json_default(obj: Any) -> Any:
@@ -197,6 +249,7 @@ def read_checkpoint_dir(directory: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"checkpoint file {str(config_file)!r} must hold a JSON object, got {type(meta).__name__}"
         )
+    _check_checksums(directory, meta)
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint file {str(config_file)!r} has format {meta.get('format_version')!r}; "

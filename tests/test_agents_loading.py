@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 import rlhf_envs  # noqa: F401
 from agents import PPO
+from agents import checkpoint as ckpt
 from agents.checkpoint import CheckpointError, check_saved_env
 from rlhf_envs.errors import ConfigError, DataError
 
@@ -40,7 +41,17 @@ def saved(tmp_path) -> Path:
     return path
 
 
+def _resign(path: Path) -> None:
+    """Recompute the checksums in config.json, as the author of a crafted checkpoint would."""
+    meta = json.loads((path / "config.json").read_text())
+    sums = {"config": ckpt._meta_digest(meta)}
+    sums.update({n: ckpt._file_digest(path / n) for n in ckpt.WEIGHT_FILES if (path / n).is_file()})
+    meta[ckpt.CHECKSUMS] = sums
+    (path / "config.json").write_text(json.dumps(meta))
+
+
 def _edit_config(path: Path, **changes) -> None:
+    """Change config.json as a crafted checkpoint would (checksums recomputed)."""
     meta = json.loads((path / "config.json").read_text())
     for key, value in changes.items():
         if key == "env_kwargs":
@@ -48,6 +59,7 @@ def _edit_config(path: Path, **changes) -> None:
         else:
             meta[key] = value
     (path / "config.json").write_text(json.dumps(meta))
+    _resign(path)
 
 
 # -- item 1: nothing is imported or read that the caller did not name -------------------------------
@@ -212,10 +224,21 @@ CORRUPTIONS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
-def test_corrupt_checkpoint_raises_a_clear_error_naming_the_file(saved, case):
+#: corruptions after which the checksums cannot be recomputed (no JSON object to write them into)
+UNSIGNABLE = {"config not JSON", "config a list", "config missing", "config not UTF-8"}
+
+
+@pytest.mark.parametrize(
+    "case,signed",
+    [(c, False) for c in sorted(CORRUPTIONS)] + [(c, True) for c in sorted(set(CORRUPTIONS) - UNSIGNABLE)],
+)
+def test_corrupt_checkpoint_raises_a_clear_error_naming_the_file(saved, case, signed):
+    """Unsigned: a damaged file, caught by its checksum. Signed: a crafted checkpoint whose checksums
+    were recomputed, caught by the checks of its entries."""
     name, corrupt = CORRUPTIONS[case]
     corrupt(saved / name)
+    if signed:
+        _resign(saved)
     with pytest.raises(CheckpointError) as info:
         PPO.load(str(saved))
     assert isinstance(info.value, DataError)
