@@ -59,12 +59,11 @@ def test_plain_text_prompt_has_no_pad_or_eos_ids() -> None:
     assert tok.pad_id not in ids and tok.eos_id not in ids
 
 
-@pytest.mark.parametrize("env_id", rlhf_envs.list_envs())
+# (RLHF/SimulatedHuman-v0 runs the same code after fitting a proxy: the fuzz suite covers it)
+@pytest.mark.parametrize("env_id", [e for e in rlhf_envs.list_envs() if e != "RLHF/SimulatedHuman-v0"])
 @pytest.mark.parametrize("bad", [123, None, b"ab=", ["ab="], 1.5])
 def test_non_string_prompt_option_is_a_clear_error(env_id: str, bad) -> None:
-    env = gym.make(env_id, **_kw(env_id)) if env_id != "RLHF/SimulatedHuman-v0" else None
-    if env is None:
-        pytest.skip("the proxy-fitting id is covered by the fuzz suite with a small proxy")
+    env = gym.make(env_id, **_kw(env_id))
     with pytest.raises(ConfigError, match="reset option 'prompt' must be a str"):
         env.reset(options={"prompt": bad})
 
