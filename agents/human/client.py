@@ -76,6 +76,14 @@ class RaterClient:
                 self.close()
                 if attempt == 1 or method == "POST":
                     raise
+            except http.client.IncompleteRead as exc:
+                # the server died while sending the response: a dropped connection like the ones
+                # above (an identical resubmission of an answer is accepted, so callers may retry)
+                self.close()
+                if attempt == 1 or method == "POST":
+                    raise ConnectionResetError(
+                        f"the server closed the connection mid-response: {exc!r}"
+                    ) from exc
             except Exception:
                 self.close()
                 raise
