@@ -651,14 +651,16 @@ def serve(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         verbose=args.verbose,
     )
-    print(f"rating page: {srv.url}", flush=True)
-    print(f"admin page:  {srv.url}admin{'?key=' + admin if generated else ''}", flush=True)
-    print(f"database:    {args.db} (WAL, synchronous={store.synchronous})", flush=True)
 
     def stop(*_: Any) -> None:
         threading.Thread(target=srv.shutdown, daemon=True).start()
 
+    # installed before the URL is printed: a caller may send SIGTERM as soon as it reads the URL
+    # (shutdown() before serve_forever() starts makes serve_forever() return at once)
     signal.signal(signal.SIGTERM, stop)
+    print(f"rating page: {srv.url}", flush=True)
+    print(f"admin page:  {srv.url}admin{'?key=' + admin if generated else ''}", flush=True)
+    print(f"database:    {args.db} (WAL, synchronous={store.synchronous})", flush=True)
     try:
         srv.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
