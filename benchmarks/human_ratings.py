@@ -550,7 +550,10 @@ def main(argv: list[str] | None = None) -> dict:
         help="comma-separated subset (runs can be split and merged)",
     )
     parser.add_argument(
-        "--merge", nargs="+", default=None, help="merge these result files (disjoint domains)"
+        "--methods", default=",".join(METHODS), help="comma-separated subset of the methods the parts select"
+    )
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="merge these result files (disjoint domain/method sets)"
     )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="output file stem (default: human_ratings[_candidate])")
