@@ -49,7 +49,7 @@ It also measures whether the embedded model can read real English (issue 16, ite
   bits per byte of text, which does not depend on how finely the tokenizer cuts (a uniform guess
   over the 2,288 tokens would have perplexity 2,288; over bytes, 8 bits per byte).
 
-    python -m benchmarks.human_ratings            # the shipped backbone; about an hour on a busy 2-core machine
+    python -m benchmarks.human_ratings            # the shipped backbone; 106 min on the busy 2-core machine
     python -m benchmarks.human_ratings --backbone DIR  # a candidate: writes human_ratings_candidate.json
     python -m benchmarks.human_ratings --parts ratings --out /tmp/hr
     python -m benchmarks.human_ratings --quick --out /tmp/hr   # a few sentences per domain (tests)
@@ -550,12 +550,10 @@ def main(argv: list[str] | None = None) -> dict:
         help="comma-separated subset (runs can be split and merged)",
     )
     parser.add_argument(
-        "--methods",
-        default=",".join(METHODS),
-        help="comma-separated subset of the methods the chosen --parts run (runs can be split and merged)",
+        "--methods", default=",".join(METHODS), help="comma-separated subset of the methods the parts select"
     )
     parser.add_argument(
-        "--merge", nargs="+", default=None, help="merge these result files (disjoint domains)"
+        "--merge", nargs="+", default=None, help="merge these result files (disjoint domain/method sets)"
     )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="output file stem (default: human_ratings[_candidate])")

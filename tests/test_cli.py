@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import rlhf_envs
 
 
@@ -98,3 +100,16 @@ def test_cli_train_rejects_unknown_algorithm() -> None:
         timeout=300,
     )
     assert proc.returncode == 2 and "sac" in proc.stderr.lower()
+
+
+def test_cli_pretrain_takes_the_corpus_and_vocabulary() -> None:
+    from rlhf_envs.cli import build_parser
+
+    args = build_parser("pretrain").parse_args(
+        ["pretrain", "--corpus", "mixed", "--vocab-size", "8192", "--out", "x"]
+    )
+    assert (args.corpus, args.vocab_size, args.out) == ("mixed", 8192, "x")
+    default = build_parser("pretrain").parse_args(["pretrain"])
+    assert default.corpus == "generated" and default.vocab_size == 4096  # what built the shipped model
+    with pytest.raises(SystemExit):
+        build_parser("pretrain").parse_args(["pretrain", "--corpus", "wikipedia"])

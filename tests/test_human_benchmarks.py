@@ -166,6 +166,11 @@ def test_quick_mode_writes_every_method_on_the_shipped_backbone(tmp_path):
     assert saved["meta"]["backbone"]["build_command"].startswith("rlhf-envs pretrain --corpus generated")
     fits = saved["meta"]["fits"]["movies"]
     assert fits["rm_regression"]["epochs_run"] == 1 and fits["rm_bradley_terry"]["pairs"] == 30
+    part = hr.main(
+        ["--quick", "--parts", "rm", "--domains", "nyt", "--methods", "rm_regression", "--out", str(tmp_path)]
+    )
+    assert list(part["domains"]) == ["nyt"] and list(part["domains"]["nyt"]) == ["rm_regression"]
+    assert part["domains"]["nyt"]["rm_regression"] == saved["domains"]["nyt"]["rm_regression"]  # seeded
     with pytest.raises(SystemExit):
         hr.main(["--quick", "--backbone", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
 
