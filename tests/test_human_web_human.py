@@ -248,3 +248,55 @@ def test_the_rlhf_loop_runs_a_round_on_web_answers(served):
     assert all(isinstance(t, str) for t in store.query(next(iter(stored)))["completions"][0].tokens)
     assert hist[-1]["ppo_tokens_total"] > hist[0]["ppo_tokens_total"] > 0
     loop.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_rating_loop_asks_on_the_page_and_regresses_on_the_raters_mean(served):
+    """``query_kind="rating"``: the loop's Likert queries go to the page; two raters answer each (one
+    skips some); the loop receives the mean of the ratings given, and the reward model is regressed
+    on exactly those (skips left out)."""
+    from agents.rlhf import RLHFConfig, RLHFLoop, episode_from_json
+    from agents.rlhf.reward_fitting import fit_reward_model_on_ratings
+    from agents.rlhf.streams import Stream, stream_seed
+
+    store, url = served
+    h = WebHuman(
+        store, experiment="likert", raters_per_query=2, tokenizer=None, progress=False, poll_seconds=0.05
+    )
+    cfg = RLHFConfig(
+        query_kind="rating",
+        queries_per_round=3,
+        pool_factor=2,
+        n_members=2,
+        ppo_tokens_per_round=20,
+        n_envs=4,
+        eval_episodes=4,
+        max_new_tokens=6,
+        rm_epochs=1,
+        rounds=1,
+    )
+    ann = Rater(url, "ann", lambda q: {"rating": 1 + len(q["completions"][0]["text"]) % 5})
+    bob = Rater(url, "bob", lambda q: {"choice": "skip"} if q["id"] % 2 else {"rating": 5})
+    try:
+        loop = RLHFLoop(cfg, human=h, run_dir=None)
+        hist = loop.run()
+    finally:
+        ann.close()
+        bob.close()
+    assert all(store.query(q)["kind"] == "rating" for q in ann.seen) and sorted(ann.seen) == sorted(bob.seen)
+    per_query: dict[int, list[int]] = {}
+    for a in store.answers(experiment="likert"):
+        if a.rating is not None:
+            per_query.setdefault(a.query_id, []).append(a.rating)
+    rec = loop.feedback[0]
+    by_text = {store.query(q)["completions"][0].text: float(np.mean(rs)) for q, rs in per_query.items()}
+    assert [by_text[x["completion"]] for x in rec["a"]] == rec["labels"]  # the raters' mean per episode
+    assert hist[0]["rm_ratings"] == 3 and hist[0]["ppo_tokens"] > 0
+    items = [episode_from_json(x) for x in rec["a"]]
+    refit, _ = fit_reward_model_on_ratings(
+        cfg, items, rec["labels"], stream_seed(cfg.seed, 0, Stream.REWARD_MODEL_FIT)
+    )
+    assert np.allclose(refit.score(items), loop.reward_model.score(items), atol=1e-5)
+    _, ys = rating_targets(store, "likert")  # the same targets through the store's Python API
+    assert sorted(ys.tolist()) == sorted(rec["labels"])
+    loop.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.human.cli import add_web_human_arguments, serve_for_web_human, web_human_from_args
-from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig
+from agents.rlhf.config import QUERY_KINDS, SCHEDULES, SELECTIONS, RLHFConfig
 from agents.rlhf.humans import TerminalHuman
 from agents.rlhf.persistence import STATE_FILE
 from agents.threads import DEFAULT_TRAIN_THREADS_HELP
@@ -33,6 +33,12 @@ def add_rlhf_parser(sub: Any) -> None:
     p.add_argument("--decay", type=float, default=d.decay, help="per-round factor of the decaying schedule")
     p.add_argument("--budget", type=int, default=None, help="total queries allowed (default: no limit)")
     p.add_argument("--selection", choices=SELECTIONS, default=d.selection)
+    p.add_argument(
+        "--query-kind",
+        choices=QUERY_KINDS,
+        default=d.query_kind,
+        help="pairwise comparisons (Bradley-Terry fit) or 1-5 ratings of one completion (regression fit)",
+    )
     p.add_argument("--rater", default=d.rater, help="simulated rater preset (Oracle, Stoc, Mistake, ...)")
     p.add_argument("--ppo-tokens", type=int, default=d.ppo_tokens_per_round, help="PPO tokens per round")
     p.add_argument("--members", type=int, default=d.n_members, help="reward-model ensemble size")
@@ -83,6 +89,7 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
         decay=args.decay,
         budget=args.budget,
         selection=args.selection,
+        query_kind=args.query_kind,
         rater=args.rater,
         ppo_tokens_per_round=args.ppo_tokens,
         n_members=args.members,

@@ -24,10 +24,27 @@ class Human(Protocol):
 
     ``compare(a, b)`` returns an object with ``prob_a()``: per pair 1.0 (A better), 0.0 (B better),
     0.5 (tie) or ``None`` (skipped), like :class:`~rlhf_envs.feedback.simulated.Comparisons`. It may
-    raise :class:`~rlhf_envs.errors.BudgetExhaustedError` when it will answer no more.
+    raise :class:`~rlhf_envs.errors.BudgetExhaustedError` when it will answer no more. A loop with
+    ``query_kind="rating"`` calls ``rate(episodes)`` instead (see :func:`rating_values`).
     """
 
     def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> Any: ...
+
+
+def rating_values(answers: Any) -> list[float | None]:
+    """Per episode the rating in a human's ``rate(episodes)`` answer: 1-5, or ``None`` when skipped.
+
+    Reads the two shapes the loop's humans return: a ``mean()`` method (the web page's
+    :class:`~agents.human.web_human.WebRatings`: mean over the raters, ``None`` when all skipped)
+    or a ``ratings`` array (:class:`~rlhf_envs.feedback.simulated.Ratings`).
+    """
+    if callable(getattr(answers, "mean", None)):
+        values = list(answers.mean())
+    elif getattr(answers, "ratings", None) is not None:
+        values = list(answers.ratings)
+    else:
+        raise ConfigError(f"a rate() answer must have mean() or ratings, got {type(answers).__name__}")
+    return [None if v is None else float(v) for v in values]
 
 
 @dataclass
