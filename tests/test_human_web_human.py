@@ -12,7 +12,7 @@ import pytest
 from agents.human.client import RaterClient
 from agents.human.server import RatingServer
 from agents.human.store import LabelStore
-from agents.human.web_human import HumanTimeoutError, WebHuman, rating_targets, token_targets
+from agents.human.web_human import HumanTimeoutError, WebHuman, rating_targets, token_marks, token_targets
 from rlhf_envs.errors import BudgetExhaustedError, ConfigError
 from rlhf_envs.feedback.base import Episode
 
@@ -203,6 +203,18 @@ def test_ratings_and_token_marks_feed_reward_model_fits(served):
     assert items[0].completion_ids == (5, 6, 3) and items[0].prompt_ids == (1, 2) and items[0].terminated
     dense = token_targets(store, "dense")
     assert len(dense) == 3 and dense[0][1].tolist() == [1.0, 0.0, -1.0]
+    # The per-token answers through the Python API as (query id, tokens, marks), for a dense fit.
+    tm = token_marks(store, "dense")
+    assert [m.query_id for m in tm] == marks.query_ids
+    qid, toks, m = tm[0]
+    assert toks == ["<5>", "<6>", "⏎[end]"] and m.dtype == np.float32 and m.tolist() == [1.0, 0.0, -1.0]
+    # A second rater: the marks average over the raters who did not skip.
+    bob = store.rater_id("bob")
+    store.submit(bob, tm[0].query_id, marks={1: -1, 2: -1}, shown=False)
+    store.submit(bob, tm[1].query_id, choice="skip", shown=False)
+    tm2 = token_marks(store, "dense")
+    assert tm2[0].marks.tolist() == [0.5, -0.5, -1.0] and tm2[1].marks.tolist() == [1.0, 0.0, -1.0]
+    assert token_marks(store, "no-such-experiment") == []
     from rlhf_envs.feedback.learned import RewardModel
 
     rm = RewardModel(seed=0)
