@@ -312,3 +312,44 @@ def test_a_rating_loop_asks_on_the_page_and_regresses_on_the_raters_mean(served)
     _, ys = rating_targets(store, "likert")  # the same targets through the store's Python API
     assert sorted(ys.tolist()) == sorted(rec["labels"])
     loop.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_first_round_nobody_answered_in_time_stops_cleanly_and_a_rerun_asks_the_same(served, tmp_path):
+    """``on_timeout="partial"`` with nobody at the page: the first round has no usable answer, so the
+    loop stops with a clear error and saves nothing; the rerun reopens the same questions (no new
+    query rows) and a rater who comes now answers them."""
+    from agents.rlhf import RLHFConfig, RLHFLoop
+    from rlhf_envs.errors import FeedbackError
+
+    store, url = served
+    cfg = RLHFConfig(
+        queries_per_round=2,
+        pool_factor=1,
+        n_members=1,
+        selection="random",
+        ppo_tokens_per_round=8,
+        n_envs=2,
+        eval_episodes=2,
+        max_new_tokens=4,
+        rm_epochs=1,
+        rounds=1,
+    )
+    run = tmp_path / "run"
+    loop = RLHFLoop(cfg, human=human(store, experiment="late", timeout=0.2), run_dir=run)
+    with pytest.raises(FeedbackError, match="none of the 2 queries got a usable answer"):
+        loop.run()
+    loop.close()
+    assert not (run / "state.json").exists()
+    [late] = [e for e in store.experiments() if e["name"] == "late"]
+    assert late["queries"] == 2 and late["open"] == 0  # withdrawn from the page by the time-out
+    ann = Rater(url, "ann", prefer_good)
+    try:
+        loop = RLHFLoop(cfg, human=human(store, experiment="late"), run_dir=run)
+        hist = loop.run()
+    finally:
+        ann.close()
+    [late] = [e for e in store.experiments() if e["name"] == "late"]
+    assert late["queries"] == 2 and len(ann.seen) == 2  # the same two questions, reopened and answered
+    assert hist[0]["queries"] == 2 and hist[0]["rm_pairs"] == 2
+    loop.close()

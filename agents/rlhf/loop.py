@@ -33,7 +33,7 @@ from agents.rlhf.persistence import (
 from agents.rlhf.queries import select_pairs
 from agents.rlhf.reward_fitting import fit_reward_model, fit_reward_model_on_ratings
 from agents.rlhf.streams import Stream, stream_seed
-from rlhf_envs.errors import BudgetExhaustedError, ConfigError
+from rlhf_envs.errors import BudgetExhaustedError, ConfigError, FeedbackError
 from rlhf_envs.feedback.base import Episode
 
 if TYPE_CHECKING:
@@ -330,6 +330,10 @@ class RLHFLoop:
             "seconds": {"sample": t1 - t0, "select": t2 - t1, "ask": t3 - t2},
         }
 
+    def _usable_labels(self) -> int:
+        """Answers so far that a fit can use (not skipped)."""
+        return sum(x is not None for rec in self.feedback for x in rec["labels"])
+
     def gold_of(self, episodes: Sequence[Episode]) -> np.ndarray:
         """The gold utility of each episode (the task's hidden scripted feedback)."""
         from rlhf_envs.feedback.base import score_episodes
@@ -399,6 +403,12 @@ class RLHFLoop:
         times: dict[str, float] = {}
         fit_info: dict[str, Any] = {}
         if rec is not None:
+            if all(x is None for x in rec["labels"]) and not self._usable_labels():
+                raise FeedbackError(
+                    f"round {r}: none of the {len(rec['labels'])} queries got a usable answer (all "
+                    "skipped, or the raters' time-out ran out), and no earlier round has one: there is "
+                    "nothing to fit a reward model on; nothing was saved, so a rerun asks the same questions"
+                )
             self.feedback.append(rec)
             t0 = time.perf_counter()
             self.reward_model, fit_info = self._fit(r)
