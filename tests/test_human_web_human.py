@@ -353,3 +353,62 @@ def test_a_first_round_nobody_answered_in_time_stops_cleanly_and_a_rerun_asks_th
     assert late["queries"] == 2 and len(ann.seen) == 2  # the same two questions, reopened and answered
     assert hist[0]["queries"] == 2 and hist[0]["rm_pairs"] == 2
     loop.close()
+
+
+def test_a_server_killed_while_the_loop_waits_loses_nothing_and_asks_nobody_twice(tmp_path):
+    """The page served by its own process (``rlhf-envs human serve``) is SIGKILLed after two of four
+    answers while ``WebHuman.compare`` waits; restarted on the same port, the same browser session
+    (cookie) goes on: the rater is offered only the two it has not answered, and the loop gets all
+    four answers, each once."""
+    import os
+    import signal
+    from urllib.parse import urlsplit
+
+    from agents.human.server import spawn
+
+    db = tmp_path / "labels.sqlite"
+    store = LabelStore(db)
+    proc, url = spawn(db)
+    out: dict = {}
+
+    def ask() -> None:
+        try:
+            out["res"] = human(store, experiment="kill").compare(PAIRS_A, PAIRS_B)
+        except BaseException as e:  # reported below
+            out["error"] = e
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    client = RaterClient(url, "ann")
+    seen: list[int] = []
+    killed = False
+    try:
+        while len(seen) < 4:
+            if len(seen) == 2 and not killed:
+                killed = True
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                proc, _ = spawn(db, port=urlsplit(url).port)
+            q = client.next()["query"]
+            if q is None:
+                time.sleep(0.02)
+                continue
+            assert q["id"] not in seen, f"query {q['id']} offered again after the restart"
+            client.submit(q["id"], **prefer_good(q))
+            seen.append(q["id"])
+        t.join(timeout=30)
+        assert client.next()["query"] is None
+    finally:
+        client.close()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "error" not in out, out.get("error")
+    res = out["res"]
+    assert sorted(res.query_ids) == sorted(seen) and res.prob_a() == [1.0] * 4
+    answers = store.answers(experiment="kill")
+    assert (
+        len(answers) == 4
+        and len({a.query_id for a in answers}) == 4
+        and {a.rater for a in answers} == {"ann"}
+    )
+    store.close()
