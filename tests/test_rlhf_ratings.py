@@ -14,7 +14,8 @@ from agents.rlhf.humans import rating_values
 from agents.rlhf.metrics import label_agreement
 from agents.rlhf.reward_fitting import fit_reward_model_on_ratings
 from agents.rlhf.streams import Stream, stream_seed
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import BudgetExhaustedError, ConfigError
+from rlhf_envs.feedback.base import Episode
 from tests.test_rlhf import tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,8 +73,27 @@ def test_skipped_ratings_are_left_out_of_the_fit_and_the_agreement():
 def test_rating_settings_are_checked():
     with pytest.raises(ConfigError, match="query_kind"):
         RLHFConfig(query_kind="likert")
+
+    class ComparesOnly:
+        def compare(self, a, b):
+            raise AssertionError("not reached")
+
     with pytest.raises(ConfigError, match="rate\\(episodes\\)"):
-        RLHFLoop(tiny(query_kind="rating"), human=TerminalHuman(), run_dir=None)
+        RLHFLoop(tiny(query_kind="rating"), human=ComparesOnly(), run_dir=None)
+
+
+def test_terminal_human_rates_and_reuses_journalled_ratings(tmp_path):
+    eps = [Episode("p", f"c{i}", (1,), (2, i), True) for i in range(3)]
+    typed = iter(["9", "4", "s", "1"])
+    shown: list[str] = []
+    h = TerminalHuman(input_fn=lambda _: next(typed), print_fn=shown.append, journal=tmp_path / "j.jsonl")
+    assert h.rate(eps).mean() == [4.0, None, 1.0] and any("please type 1, 2, 3, 4, 5" in x for x in shown)
+    # A crash before the round was committed: a new session from the same state reuses every rating.
+    again = TerminalHuman(input_fn=lambda _: pytest.fail("asked again"), journal=tmp_path / "j.jsonl")
+    assert again.rate(eps).mean() == [4.0, None, 1.0] and (again.asked, again.reused) == (0, 3)
+    capped = TerminalHuman(max_queries=2, input_fn=lambda _: "3")
+    with pytest.raises(BudgetExhaustedError, match="max_queries=2"):
+        capped.rate(eps)
 
 
 def test_runs_saved_before_query_kind_existed_resume_as_pairwise(tmp_path):

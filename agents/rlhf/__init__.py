@@ -44,7 +44,7 @@ streams), ``queries`` (:func:`select_pairs`), ``reward_fitting`` (:func:`fit_rew
 from agents.rlhf.answer_journal import JOURNAL_FILE, AnswerJournal
 from agents.rlhf.cli import add_rlhf_parser, cmd_rlhf
 from agents.rlhf.config import QUERY_KINDS, SCHEDULES, SELECTIONS, RLHFConfig, schedule_counts
-from agents.rlhf.humans import Human, TerminalComparisons, TerminalHuman, rating_values
+from agents.rlhf.humans import Human, TerminalComparisons, TerminalHuman, TerminalRatings, rating_values
 from agents.rlhf.loop import SAMPLE_ENV_ID, TRAIN_ENV_ID, RLHFLoop
 from agents.rlhf.metrics import concordance, label_agreement
 from agents.rlhf.persistence import STATE_FILE, RunDirectory, episode_from_json, episode_to_json
@@ -58,6 +58,7 @@ __all__ = [
     "Human",
     "TerminalHuman",
     "TerminalComparisons",
+    "TerminalRatings",
     "AnswerJournal",
     "JOURNAL_FILE",
     "select_pairs",
