@@ -114,4 +114,12 @@ def test_rlhf_port_and_query_kind_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse: not a choice
         main(["rlhf", "--query-kind", "likert", "--out", out])
     assert exc.value.code == 2 and "invalid choice: 'likert'" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["rlhf", "--human", "web", "--db", db, "--port", str(port), "--out", out]) == 2
+    assert f"--port {port}: cannot serve the rating page" in capsys.readouterr().err
     assert not (tmp_path / "run" / "state.json").exists()

@@ -109,7 +109,13 @@ def serve_for_web_human(human: Any, port: int) -> Any:
 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ConfigError(f"--port must be an integer in 0..65535 (0 picks a free port), got {port!r}")
-    srv = RatingServer(human.store, port=port, experiment=human.experiment).start_background()
+    try:
+        srv = RatingServer(human.store, port=port, experiment=human.experiment).start_background()
+    except OSError as e:
+        raise ConfigError(
+            f"--port {port}: cannot serve the rating page on 127.0.0.1:{port} ({e.strerror or e}); "
+            "choose another port, or 0 for a free one"
+        ) from None
     human.url = srv.url
     print(f"rating page: {srv.url}", flush=True)
     print(f"admin page:  {srv.url}admin", flush=True)
