@@ -103,6 +103,7 @@ BAD_RLHF_SETTINGS = [
     ("budget", -3, r"budget must be an int >= 0"),
     ("pool_factor", 2.0, r"pool_factor must be an int >= 1"),
     ("on_budget_exhausted", "panic", r"on_budget_exhausted must be one of 'stop', 'continue'"),
+    ("query_kind", "likert", r"query_kind must be one of 'pairwise', 'rating'"),
     ("ppo_kwargs", [], r"ppo_kwargs must be a dict"),
 ]
 

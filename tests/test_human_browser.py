@@ -11,6 +11,7 @@ Set ``UPDATE_DOCS_SCREENSHOT=1`` to write the pairwise page's screenshot to ``do
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -280,53 +281,92 @@ def test_a_cross_site_post_without_the_token_is_refused(driver, served):
     assert store.answers() == []
 
 
-def test_an_rlhf_round_rated_in_the_browser(driver, served):
-    """The loop asks through WebHuman; the browser is the rater; the reward model is fitted on the
-    browser's answers and PPO trains on it."""
+def test_end_to_end_the_rlhf_cli_with_a_browser_rater(driver, tmp_path):
+    """The issue's end-to-end must-show, with the real command: ``rlhf-envs rlhf --human web --db DB
+    --port 0`` runs as a child process and serves the page; this browser session is the rater for the
+    one round that asks (by keyboard and by click); then the answers are in the database, the loop's
+    received labels equal them, its reward model was fitted on exactly them (a refit here from the
+    saved labels gives the same scores), and PPO went on in the next round (budget spent, so no
+    more questions) before the command exited 0."""
+    import json
+
+    import numpy as np
     import torch
 
-    from agents.human.web_human import WebHuman
-    from agents.rlhf import RLHFConfig, RLHFLoop
+    from agents.rlhf.config import RLHFConfig
+    from agents.rlhf.persistence import episode_from_json
+    from agents.rlhf.reward_fitting import fit_reward_model
+    from agents.rlhf.streams import Stream, stream_seed
+    from rlhf_envs.feedback.learned import RewardModel
+    from tests.rlhf_web_run import TINY, LoopProcess, run_files
 
-    store, url = served
+    db, run = tmp_path / "labels.sqlite", tmp_path / "run"
+    child = LoopProcess(
+        db, run, "--rounds", "2", "--budget", "3", "--set", 'on_budget_exhausted="continue"', *TINY
+    )
+    try:
+        login(driver, child.url, "browser-rater")
+        prev = ""
+        for how in ("key 1", "click right", "key t"):
+            prev = wait_new_query(driver, prev, "pairwise")
+            if how == "click right":
+                driver.find_element("css selector", "button[data-choice=right]").click()
+            else:
+                press(driver, how[-1])
+        wait_for(lambda: body_attr(driver, "saved") == "3", what="three acknowledged answers")
+        rc = child.wait(timeout=300)
+    finally:
+        child.kill()
+    assert rc == 0, child.output
+    assert f"waiting for 3 answers to 3 comparisons at {child.url}" in child.output
+    assert re.search(r"human comparisons: +100%.* 3/3 ", child.output), child.output  # the progress bar
+    assert "reward model fitted on 3 labels" in child.output  # round 0's log line
+
+    store = LabelStore(db)
+    answers = store.answers(experiment="e2e")
+    assert len(answers) == 3 and {a.rater for a in answers} == {"browser-rater"}
+    by_order = sorted(answers, key=lambda a: a.label_id)
+    assert by_order[0].choice == ("B" if by_order[0].swapped else "A")  # "1" = the left one
+    assert by_order[1].choice == ("A" if by_order[1].swapped else "B")  # clicked the right one
+    assert by_order[2].choice == "tie"
+    stored = {}
+    for a in answers:
+        q = store.query(a.query_id)
+        stored[(q["prompt"], q["completions"][0].text, q["completions"][1].text)] = a.prob_a
+    store.close()
+
+    saved = run_files(run)
+    state, feedback = saved["state"], saved["feedback"]
+    assert len(feedback) == 1  # one round asked; the second found the budget spent
+    rec = feedback[0]
+    received = {
+        (x["prompt"], x["completion"], y["completion"]): p
+        for x, y, p in zip(rec["a"], rec["b"], rec["labels"], strict=True)
+    }
+    assert received == stored  # the loop got exactly the browser's answers, query by query
+    h0, h1 = state["history"]
+    assert h0["queries"] == 3 and h0["ties"] == 1 and h0["rm_pairs"] == 3  # fitted on all 3 labels
+    assert h1["queries"] == 0 and "budget exhausted" in state["stop_reason"]
+    assert 0 < h0["ppo_tokens_total"] < h1["ppo_tokens_total"]  # PPO continued after the round
+    assert state["reward_model_dir"] == "rounds/round_000/reward_model"
+
+    # The saved reward model is the fit on those labels: refitting them here gives the same scores.
+    cfg = RLHFConfig(**state["config"])
+    a = [episode_from_json(x) for x in rec["a"]]
+    b = [episode_from_json(x) for x in rec["b"]]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    cfg = RLHFConfig(
-        queries_per_round=3,
-        pool_factor=2,
-        n_members=2,
-        ppo_tokens_per_round=20,
-        n_envs=4,
-        eval_episodes=4,
-        max_new_tokens=6,
-        rm_epochs=1,
-        rounds=1,
-    )
-    out: dict = {}
-
-    def run_loop() -> None:
-        try:
-            loop = RLHFLoop(cfg, human=WebHuman(store, experiment="loop", progress=False, poll_seconds=0.05))
-            out["history"] = loop.run()
-            out["labels"] = [x for rec in loop.feedback for x in rec["labels"]]
-            out["rm"] = loop.reward_model
-            loop.close()
-        except BaseException as e:  # reported below
-            out["error"] = e
-
-    t = threading.Thread(target=run_loop, daemon=True)
-    t.start()
     try:
-        login(driver, url, "browser-rater")
-        prev = ""
-        for key in "12t":
-            prev = wait_new_query(driver, prev, "pairwise")
-            press(driver, key)
-        t.join(timeout=300)
+        refit, info = fit_reward_model(
+            cfg, a, b, rec["labels"], stream_seed(cfg.seed, 0, Stream.REWARD_MODEL_FIT)
+        )
+        saved_rm = RewardModel.load(run / state["reward_model_dir"])
+        assert info["rm_pairs"] == 3
+        assert np.allclose(refit.score([*a, *b]), saved_rm.score([*a, *b]), atol=1e-5)
+        flipped, _ = fit_reward_model(
+            cfg, a, b, [1.0 - p for p in rec["labels"]], stream_seed(cfg.seed, 0, Stream.REWARD_MODEL_FIT)
+        )
+        assert not np.allclose(flipped.score([*a, *b]), saved_rm.score([*a, *b]), atol=1e-5)
     finally:
         torch.set_num_threads(threads)
-    assert "error" not in out, out.get("error")
-    assert len(out["history"]) == 1 and out["history"][0]["queries_total"] == 3
-    assert out["history"][0]["ppo_tokens"] > 0 and out["rm"] is not None
-    stored = sorted(a.prob_a for a in store.answers(experiment="loop"))
-    assert sorted(out["labels"]) == stored and stored.count(0.5) == 1
+    assert json.loads((run / "state.json").read_text())["rounds_done"] == 2

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from agents.human.cli import add_human_parser, add_web_human_arguments, main, web_human_from_args
 from agents.human.store import LabelStore
 
@@ -98,3 +100,26 @@ def test_parsers_for_the_lead_to_wire(tmp_path):
     )
     h = web_human_from_args(a, max_queries=10)
     assert (h.raters_per_query, h.timeout, h.on_timeout, h.max_queries) == (2, 5.0, "drop", 10)
+
+
+def test_rlhf_port_and_query_kind_options(tmp_path, capsys):
+    from rlhf_envs.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["rlhf", "--human", "terminal", "--port", "0", "--out", out]) == 2
+    assert "--port serves the rating page for --human web" in capsys.readouterr().err
+    db = str(tmp_path / "w.sqlite")
+    assert main(["rlhf", "--human", "web", "--db", db, "--port", "70000", "--out", out]) == 2
+    assert "--port must be an integer in 0..65535" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: not a choice
+        main(["rlhf", "--query-kind", "likert", "--out", out])
+    assert exc.value.code == 2 and "invalid choice: 'likert'" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["rlhf", "--human", "web", "--db", db, "--port", str(port), "--out", out]) == 2
+    assert f"--port {port}: cannot serve the rating page" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "state.json").exists()

@@ -12,7 +12,7 @@ import pytest
 from agents.human.client import RaterClient
 from agents.human.server import RatingServer
 from agents.human.store import LabelStore
-from agents.human.web_human import HumanTimeoutError, WebHuman, rating_targets, token_targets
+from agents.human.web_human import HumanTimeoutError, WebHuman, rating_targets, token_marks, token_targets
 from rlhf_envs.errors import BudgetExhaustedError, ConfigError
 from rlhf_envs.feedback.base import Episode
 
@@ -203,6 +203,18 @@ def test_ratings_and_token_marks_feed_reward_model_fits(served):
     assert items[0].completion_ids == (5, 6, 3) and items[0].prompt_ids == (1, 2) and items[0].terminated
     dense = token_targets(store, "dense")
     assert len(dense) == 3 and dense[0][1].tolist() == [1.0, 0.0, -1.0]
+    # The per-token answers through the Python API as (query id, tokens, marks), for a dense fit.
+    tm = token_marks(store, "dense")
+    assert [m.query_id for m in tm] == marks.query_ids
+    qid, toks, m = tm[0]
+    assert toks == ["<5>", "<6>", "⏎[end]"] and m.dtype == np.float32 and m.tolist() == [1.0, 0.0, -1.0]
+    # A second rater: the marks average over the raters who did not skip.
+    bob = store.rater_id("bob")
+    store.submit(bob, tm[0].query_id, marks={1: -1, 2: -1}, shown=False)
+    store.submit(bob, tm[1].query_id, choice="skip", shown=False)
+    tm2 = token_marks(store, "dense")
+    assert tm2[0].marks.tolist() == [0.5, -0.5, -1.0] and tm2[1].marks.tolist() == [1.0, 0.0, -1.0]
+    assert token_marks(store, "no-such-experiment") == []
     from rlhf_envs.feedback.learned import RewardModel
 
     rm = RewardModel(seed=0)
@@ -248,3 +260,155 @@ def test_the_rlhf_loop_runs_a_round_on_web_answers(served):
     assert all(isinstance(t, str) for t in store.query(next(iter(stored)))["completions"][0].tokens)
     assert hist[-1]["ppo_tokens_total"] > hist[0]["ppo_tokens_total"] > 0
     loop.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_rating_loop_asks_on_the_page_and_regresses_on_the_raters_mean(served):
+    """``query_kind="rating"``: the loop's Likert queries go to the page; two raters answer each (one
+    skips some); the loop receives the mean of the ratings given, and the reward model is regressed
+    on exactly those (skips left out)."""
+    from agents.rlhf import RLHFConfig, RLHFLoop, episode_from_json
+    from agents.rlhf.reward_fitting import fit_reward_model_on_ratings
+    from agents.rlhf.streams import Stream, stream_seed
+
+    store, url = served
+    h = WebHuman(
+        store, experiment="likert", raters_per_query=2, tokenizer=None, progress=False, poll_seconds=0.05
+    )
+    cfg = RLHFConfig(
+        query_kind="rating",
+        queries_per_round=3,
+        pool_factor=2,
+        n_members=2,
+        ppo_tokens_per_round=20,
+        n_envs=4,
+        eval_episodes=4,
+        max_new_tokens=6,
+        rm_epochs=1,
+        rounds=1,
+    )
+    ann = Rater(url, "ann", lambda q: {"rating": 1 + len(q["completions"][0]["text"]) % 5})
+    bob = Rater(url, "bob", lambda q: {"choice": "skip"} if q["id"] % 2 else {"rating": 5})
+    try:
+        loop = RLHFLoop(cfg, human=h, run_dir=None)
+        hist = loop.run()
+    finally:
+        ann.close()
+        bob.close()
+    assert all(store.query(q)["kind"] == "rating" for q in ann.seen) and sorted(ann.seen) == sorted(bob.seen)
+    per_query: dict[int, list[int]] = {}
+    for a in store.answers(experiment="likert"):
+        if a.rating is not None:
+            per_query.setdefault(a.query_id, []).append(a.rating)
+    rec = loop.feedback[0]
+    by_text = {store.query(q)["completions"][0].text: float(np.mean(rs)) for q, rs in per_query.items()}
+    assert [by_text[x["completion"]] for x in rec["a"]] == rec["labels"]  # the raters' mean per episode
+    assert hist[0]["rm_ratings"] == 3 and hist[0]["ppo_tokens"] > 0
+    items = [episode_from_json(x) for x in rec["a"]]
+    refit, _ = fit_reward_model_on_ratings(
+        cfg, items, rec["labels"], stream_seed(cfg.seed, 0, Stream.REWARD_MODEL_FIT)
+    )
+    assert np.allclose(refit.score(items), loop.reward_model.score(items), atol=1e-5)
+    _, ys = rating_targets(store, "likert")  # the same targets through the store's Python API
+    assert sorted(ys.tolist()) == sorted(rec["labels"])
+    loop.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_first_round_nobody_answered_in_time_stops_cleanly_and_a_rerun_asks_the_same(served, tmp_path):
+    """``on_timeout="partial"`` with nobody at the page: the first round has no usable answer, so the
+    loop stops with a clear error and saves nothing; the rerun reopens the same questions (no new
+    query rows) and a rater who comes now answers them."""
+    from agents.rlhf import RLHFConfig, RLHFLoop
+    from rlhf_envs.errors import FeedbackError
+
+    store, url = served
+    cfg = RLHFConfig(
+        queries_per_round=2,
+        pool_factor=1,
+        n_members=1,
+        selection="random",
+        ppo_tokens_per_round=8,
+        n_envs=2,
+        eval_episodes=2,
+        max_new_tokens=4,
+        rm_epochs=1,
+        rounds=1,
+    )
+    run = tmp_path / "run"
+    loop = RLHFLoop(cfg, human=human(store, experiment="late", timeout=0.2), run_dir=run)
+    with pytest.raises(FeedbackError, match="none of the 2 queries got a usable answer"):
+        loop.run()
+    loop.close()
+    assert not (run / "state.json").exists()
+    [late] = [e for e in store.experiments() if e["name"] == "late"]
+    assert late["queries"] == 2 and late["open"] == 0  # withdrawn from the page by the time-out
+    ann = Rater(url, "ann", prefer_good)
+    try:
+        loop = RLHFLoop(cfg, human=human(store, experiment="late"), run_dir=run)
+        hist = loop.run()
+    finally:
+        ann.close()
+    [late] = [e for e in store.experiments() if e["name"] == "late"]
+    assert late["queries"] == 2 and len(ann.seen) == 2  # the same two questions, reopened and answered
+    assert hist[0]["queries"] == 2 and hist[0]["rm_pairs"] == 2
+    loop.close()
+
+
+def test_a_server_killed_while_the_loop_waits_loses_nothing_and_asks_nobody_twice(tmp_path):
+    """The page served by its own process (``rlhf-envs human serve``) is SIGKILLed after two of four
+    answers while ``WebHuman.compare`` waits; restarted on the same port, the same browser session
+    (cookie) goes on: the rater is offered only the two it has not answered, and the loop gets all
+    four answers, each once."""
+    import os
+    import signal
+    from urllib.parse import urlsplit
+
+    from agents.human.server import spawn
+
+    db = tmp_path / "labels.sqlite"
+    store = LabelStore(db)
+    proc, url = spawn(db)
+    out: dict = {}
+
+    def ask() -> None:
+        try:
+            out["res"] = human(store, experiment="kill").compare(PAIRS_A, PAIRS_B)
+        except BaseException as e:  # reported below
+            out["error"] = e
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    client = RaterClient(url, "ann")
+    seen: list[int] = []
+    killed = False
+    try:
+        while len(seen) < 4:
+            if len(seen) == 2 and not killed:
+                killed = True
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                proc, _ = spawn(db, port=urlsplit(url).port)
+            q = client.next()["query"]
+            if q is None:
+                time.sleep(0.02)
+                continue
+            assert q["id"] not in seen, f"query {q['id']} offered again after the restart"
+            client.submit(q["id"], **prefer_good(q))
+            seen.append(q["id"])
+        t.join(timeout=30)
+        assert client.next()["query"] is None
+    finally:
+        client.close()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "error" not in out, out.get("error")
+    res = out["res"]
+    assert sorted(res.query_ids) == sorted(seen) and res.prob_a() == [1.0] * 4
+    answers = store.answers(experiment="kill")
+    assert (
+        len(answers) == 4
+        and len({a.query_id for a in answers}) == 4
+        and {a.rater for a in answers} == {"ann"}
+    )
+    store.close()

@@ -22,6 +22,8 @@ _NAMES = {
     "WebHuman": "agents.human.web_human",
     "rating_targets": "agents.human.web_human",
     "token_targets": "agents.human.web_human",
+    "token_marks": "agents.human.web_human",
+    "TokenMarks": "agents.human.web_human",
 }
 
 __all__ = sorted(_NAMES)

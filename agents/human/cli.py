@@ -71,6 +71,13 @@ def add_web_human_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--on-timeout", choices=TIMEOUT_POLICIES, default="partial", help="what a time-out does")
     g.add_argument("--guidelines", default=None, help="rating guidelines file shown on the page")
     g.add_argument("--url", default=None, help="the rating page's URL, printed while waiting")
+    g.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="also serve the rating page from this process, on 127.0.0.1:PORT (0 picks a free port; the URL "
+        "is printed as 'rating page: URL'); default: none, run `rlhf-envs human serve --db ...` yourself",
+    )
 
 
 def web_human_from_args(args: argparse.Namespace, max_queries: int | None = None) -> Any:
@@ -87,6 +94,32 @@ def web_human_from_args(args: argparse.Namespace, max_queries: int | None = None
         max_queries=max_queries,
         url=args.url,
     )
+
+
+def serve_for_web_human(human: Any, port: int) -> Any:
+    """Serve ``human``'s experiment from its store on ``127.0.0.1:port`` on a background thread.
+
+    ``rlhf-envs rlhf --human web --port N`` uses it so one command is enough for a local session.
+    Prints ``rating page: URL`` (the line ``rlhf-envs human serve`` prints) and sets ``human.url``
+    so the waiting message names the page; returns the :class:`~agents.human.server.RatingServer`
+    (call ``stop()`` when done; the database keeps every acknowledged answer either way).
+    """
+    from agents.human.server import RatingServer
+    from rlhf_envs.errors import ConfigError
+
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be an integer in 0..65535 (0 picks a free port), got {port!r}")
+    try:
+        srv = RatingServer(human.store, port=port, experiment=human.experiment).start_background()
+    except OSError as e:
+        raise ConfigError(
+            f"--port {port}: cannot serve the rating page on 127.0.0.1:{port} ({e.strerror or e}); "
+            "choose another port, or 0 for a free one"
+        ) from None
+    human.url = srv.url
+    print(f"rating page: {srv.url}", flush=True)
+    print(f"admin page:  {srv.url}admin", flush=True)
+    return srv
 
 
 def cmd_human(args: argparse.Namespace) -> int:

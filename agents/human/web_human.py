@@ -27,7 +27,7 @@ With ``"partial"`` and ``"drop"`` the unfinished queries are withdrawn from the 
 Likert ratings and per-token marks: :meth:`WebHuman.rate` and :meth:`WebHuman.mark_tokens` ask for
 them the same way; :func:`rating_targets` and :func:`token_targets` read every such answer in an
 experiment back as episodes with targets, for ``RewardModel.fit_ratings`` (regression) and for dense
-per-token targets.
+per-token targets; :func:`token_marks` reads the per-token answers as (query id, tokens, marks).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -385,6 +385,39 @@ def rating_targets(store: LabelStore | str | Path, experiment: str) -> tuple[lis
         eps.append(_episode_of(q, 0))
         ys.append(float(np.mean(rs)))
     return eps, np.asarray(ys, dtype=np.float64)
+
+
+class TokenMarks(NamedTuple):
+    """One per-token query's answers: ``(query_id, tokens, marks)``.
+
+    ``tokens`` are the completion's tokens as the raters saw them (display strings, ``"⏎[end]"`` for
+    the end-of-sequence token); ``marks`` is a float32 array of the same length: per token the mean
+    mark over the raters who did not skip (+1 good, -1 bad, 0 unmarked). The episode behind the
+    query (prompt and completion token ids) is ``token_targets(...)``'s, or ``store.query(query_id)``.
+    """
+
+    query_id: int
+    tokens: list[str]
+    marks: np.ndarray
+
+
+def token_marks(store: LabelStore | str | Path, experiment: str) -> list[TokenMarks]:
+    """Every per-token query of ``experiment`` with a non-skipped answer, as (query id, tokens, marks),
+    in query order: the dense per-token targets for a reward-model fit on per-token marks."""
+    st = store if isinstance(store, LabelStore) else LabelStore(store)
+    per: dict[int, list[Answer]] = {}
+    for a in st.answers(experiment=experiment):
+        per.setdefault(a.query_id, []).append(a)
+    out = []
+    for qid, ans in sorted(per.items()):
+        q = st.query(qid)
+        if q["kind"] != "per_token":
+            continue
+        c = q["completions"][0]
+        v = _token_mean(ans, c.n_tokens)
+        if v is not None:
+            out.append(TokenMarks(qid, list(c.tokens or []), v))
+    return out
 
 
 def token_targets(store: LabelStore | str | Path, experiment: str) -> list[tuple[Episode, np.ndarray]]:

@@ -9,9 +9,11 @@ Each round of :class:`RLHFLoop`:
    first round has no ensemble yet and selects at random under both rules);
 3. **ask** the human (:class:`~rlhf_envs.feedback.simulated.SimulatedHuman` or anything with the
    same ``compare(a, b)`` method, e.g. :class:`TerminalHuman`), within a feedback budget and a
-   per-round query schedule (``"constant"`` or ``"decaying"``);
+   per-round query schedule (``"constant"`` or ``"decaying"``). With ``query_kind="rating"`` the
+   loop asks for 1-5 ratings of single completions instead (``human.rate``), chosen at random or
+   where the ensemble's scores spread most;
 4. **fit** a bootstrap ensemble :class:`~rlhf_envs.feedback.learned.RewardModel` from scratch on all
-   feedback so far, save it, and build the training env ``RLHF/SimulatedHuman-v0`` with
+   feedback so far (Bradley-Terry on comparisons, regression on ratings), save it, and build the training env ``RLHF/SimulatedHuman-v0`` with
    ``proxy=<that directory>`` so the env pays the new reward model's score (the *proxy reward*);
 5. **optimise** the policy with PPO against it. The agent persists across rounds (its weights,
    optimiser and KL controller continue; its frozen reference stays the initial model);
@@ -41,13 +43,13 @@ streams), ``queries`` (:func:`select_pairs`), ``reward_fitting`` (:func:`fit_rew
 
 from agents.rlhf.answer_journal import JOURNAL_FILE, AnswerJournal
 from agents.rlhf.cli import add_rlhf_parser, cmd_rlhf
-from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig, schedule_counts
-from agents.rlhf.humans import Human, TerminalComparisons, TerminalHuman
+from agents.rlhf.config import QUERY_KINDS, SCHEDULES, SELECTIONS, RLHFConfig, schedule_counts
+from agents.rlhf.humans import Human, TerminalComparisons, TerminalHuman, TerminalRatings, rating_values
 from agents.rlhf.loop import SAMPLE_ENV_ID, TRAIN_ENV_ID, RLHFLoop
 from agents.rlhf.metrics import concordance, label_agreement
 from agents.rlhf.persistence import STATE_FILE, RunDirectory, episode_from_json, episode_to_json
 from agents.rlhf.queries import select_pairs
-from agents.rlhf.reward_fitting import fit_reward_model
+from agents.rlhf.reward_fitting import fit_reward_model, fit_reward_model_on_ratings
 from agents.rlhf.streams import Stream, stream_seed
 
 __all__ = [
@@ -56,10 +58,14 @@ __all__ = [
     "Human",
     "TerminalHuman",
     "TerminalComparisons",
+    "TerminalRatings",
     "AnswerJournal",
     "JOURNAL_FILE",
     "select_pairs",
     "fit_reward_model",
+    "fit_reward_model_on_ratings",
+    "rating_values",
+    "QUERY_KINDS",
     "concordance",
     "label_agreement",
     "schedule_counts",

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.human.cli import add_web_human_arguments, web_human_from_args
-from agents.rlhf.config import SCHEDULES, SELECTIONS, RLHFConfig
+from agents.human.cli import add_web_human_arguments, serve_for_web_human, web_human_from_args
+from agents.rlhf.config import QUERY_KINDS, SCHEDULES, SELECTIONS, RLHFConfig
 from agents.rlhf.humans import TerminalHuman
 from agents.rlhf.persistence import STATE_FILE
 from agents.threads import DEFAULT_TRAIN_THREADS_HELP
@@ -33,6 +33,12 @@ def add_rlhf_parser(sub: Any) -> None:
     p.add_argument("--decay", type=float, default=d.decay, help="per-round factor of the decaying schedule")
     p.add_argument("--budget", type=int, default=None, help="total queries allowed (default: no limit)")
     p.add_argument("--selection", choices=SELECTIONS, default=d.selection)
+    p.add_argument(
+        "--query-kind",
+        choices=QUERY_KINDS,
+        default=d.query_kind,
+        help="pairwise comparisons (Bradley-Terry fit) or 1-5 ratings of one completion (regression fit)",
+    )
     p.add_argument("--rater", default=d.rater, help="simulated rater preset (Oracle, Stoc, Mistake, ...)")
     p.add_argument("--ppo-tokens", type=int, default=d.ppo_tokens_per_round, help="PPO tokens per round")
     p.add_argument("--members", type=int, default=d.n_members, help="reward-model ensemble size")
@@ -63,7 +69,6 @@ def add_rlhf_parser(sub: Any) -> None:
 def cmd_rlhf(args: argparse.Namespace) -> int:
     """Run (or resume) the loop as ``rlhf-envs rlhf`` asked and print one line per round."""
     from agents.cli_train import parse_sets
-    from agents.rlhf.loop import RLHFLoop
     from agents.threads import set_training_threads
 
     fields = {f.name for f in dataclasses.fields(RLHFConfig)}
@@ -84,6 +89,7 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
         decay=args.decay,
         budget=args.budget,
         selection=args.selection,
+        query_kind=args.query_kind,
         rater=args.rater,
         ppo_tokens_per_round=args.ppo_tokens,
         n_members=args.members,
@@ -91,10 +97,27 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
     )
     cfg = RLHFConfig(**{**options, **extra})
     human = None
+    server = None
+    if args.human != "web" and args.port is not None:
+        raise ConfigError(
+            "--port serves the rating page for --human web; it does nothing with --human " + args.human
+        )
     if args.human == "terminal":
         human = TerminalHuman(max_queries=args.budget, seed=args.seed)
     elif args.human == "web":
         human = web_human_from_args(args, max_queries=args.budget)
+        if args.port is not None:
+            server = serve_for_web_human(human, args.port)
+    try:
+        return _run_loop(args, cfg, human)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run_loop(args: argparse.Namespace, cfg: RLHFConfig, human: Any) -> int:
+    from agents.rlhf.loop import RLHFLoop
+
     loop = RLHFLoop(cfg, human=human, run_dir=args.out, verbose=True)
     if loop.rounds_done:
         print(f"resuming {args.out} after round {loop.rounds_done - 1}")

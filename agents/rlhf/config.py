@@ -18,6 +18,9 @@ from rlhf_envs.errors import ConfigError
 
 SCHEDULES = ("constant", "decaying")
 SELECTIONS = ("random", "disagreement")
+#: what the loop asks: which of two completions is better (Bradley-Terry fit), or a 1-5 Likert
+#: rating of one completion (regression fit)
+QUERY_KINDS = ("pairwise", "rating")
 #: the PPO preset the loop trains with (:mod:`agents.presets`); ``n_envs``, ``learning_rate`` and
 #: ``kl_coef`` below default to its values and are passed as overrides on top of it
 PPO_PRESET = "lm-rlhf-loop"
@@ -41,7 +44,10 @@ class RLHFConfig:
             A round asks at most what is left; once nothing is left the loop stops (or, with
             ``on_budget_exhausted="continue"``, keeps optimising against the last reward model).
         on_budget_exhausted: ``"stop"`` or ``"continue"``.
-        selection: ``"random"`` or ``"disagreement"``.
+        query_kind: ``"pairwise"`` (the human compares two completions of a prompt; the reward model
+            is fitted by Bradley-Terry) or ``"rating"`` (the human gives one completion a 1-5 Likert
+            rating, ``human.rate(episodes)``; the reward model is fitted by regression on the ratings).
+        selection: ``"random"`` or ``"disagreement"`` (for ratings: the ensemble's score spread).
         pool_factor: candidate pairs sampled per query asked (the pool the selection picks from).
         rater: the simulated human's rater (a preset name of
             :mod:`rlhf_envs.feedback.simulated`), used when no ``human`` is given to the loop.
@@ -67,6 +73,7 @@ class RLHFConfig:
     budget: int | None = None
     on_budget_exhausted: str = "stop"
     selection: str = "disagreement"
+    query_kind: str = "pairwise"
     pool_factor: int = 4
     rater: str = "Mistake"
     cost_per_comparison: float = 0.1
@@ -107,6 +114,7 @@ class RLHFConfig:
             check_int("budget", self.budget, 0)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("selection", self.selection, SELECTIONS)
+        check_choice("query_kind", self.query_kind, QUERY_KINDS)
         check_choice("on_budget_exhausted", self.on_budget_exhausted, ("stop", "continue"))
         check_float("decay", self.decay, 0.0, 1.0, low_open=True)
         if self.selection == "disagreement" and self.n_members < 2:

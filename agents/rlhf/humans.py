@@ -24,10 +24,27 @@ class Human(Protocol):
 
     ``compare(a, b)`` returns an object with ``prob_a()``: per pair 1.0 (A better), 0.0 (B better),
     0.5 (tie) or ``None`` (skipped), like :class:`~rlhf_envs.feedback.simulated.Comparisons`. It may
-    raise :class:`~rlhf_envs.errors.BudgetExhaustedError` when it will answer no more.
+    raise :class:`~rlhf_envs.errors.BudgetExhaustedError` when it will answer no more. A loop with
+    ``query_kind="rating"`` calls ``rate(episodes)`` instead (see :func:`rating_values`).
     """
 
     def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> Any: ...
+
+
+def rating_values(answers: Any) -> list[float | None]:
+    """Per episode the rating in a human's ``rate(episodes)`` answer: 1-5, or ``None`` when skipped.
+
+    Reads the two shapes the loop's humans return: a ``mean()`` method (the web page's
+    :class:`~agents.human.web_human.WebRatings`: mean over the raters, ``None`` when all skipped)
+    or a ``ratings`` array (:class:`~rlhf_envs.feedback.simulated.Ratings`).
+    """
+    if callable(getattr(answers, "mean", None)):
+        values = list(answers.mean())
+    elif getattr(answers, "ratings", None) is not None:
+        values = list(answers.ratings)
+    else:
+        raise ConfigError(f"a rate() answer must have mean() or ratings, got {type(answers).__name__}")
+    return [None if v is None else float(v) for v in values]
 
 
 @dataclass
@@ -48,7 +65,8 @@ class TerminalHuman:
     """A person answering pairwise queries at the terminal: the same ``compare`` as SimulatedHuman.
 
     Each query shows the prompt and the two completions (in a random order, to spread position
-    bias) and reads ``1``/``2`` (the first/second shown is better), ``t`` (tie) or ``s`` (skip).
+    bias) and reads ``1``/``2`` (the first/second shown is better), ``t`` (tie) or ``s`` (skip);
+    :meth:`rate` shows one completion and reads a rating ``1``-``5`` or ``s``.
     ``max_queries`` caps the session (then :class:`~rlhf_envs.errors.BudgetExhaustedError`).
 
     ``journal`` (a file path; the RLHF loop sets ``<run_dir>/human_answers.jsonl`` through
@@ -93,6 +111,46 @@ class TerminalHuman:
         self.queries = int(state["queries"])
         self.rng.bit_generator.state = state["rng"]
         self.calls = int(state.get("calls", 0))
+
+    def rate(self, episodes: Sequence[Episode]) -> TerminalRatings:
+        """Ask for a 1-5 rating of each episode (``s`` skips); journalled and reused like ``compare``."""
+        episodes = list(episodes)
+        if self.max_queries is not None and self.queries + len(episodes) > self.max_queries:
+            raise BudgetExhaustedError(
+                f"TerminalHuman: {len(episodes)} more queries would exceed max_queries={self.max_queries} "
+                f"({self.queries} answered)"
+            )
+        call = self.calls
+        keys = [rating_key(call, i, e) for i, e in enumerate(episodes)]
+        known = sum(self.journal is not None and k in self.journal for k in keys)
+        if known:
+            self.print_fn(
+                f"\n{known} of these {len(episodes)} ratings were given before an interruption; reusing them"
+            )
+        out: list[int | None] = []
+        for i, e in enumerate(episodes):
+            saved = self.journal.get(keys[i]) if self.journal is not None else None
+            if saved is not None:
+                out.append(saved["label"])
+                self.reused += 1
+                self.queries += 1
+                continue
+            self.print_fn(f"\n[{i + 1}/{len(episodes)}] prompt: {e.prompt!r}\n  completion: {e.completion!r}")
+            while True:
+                ans = self.input_fn("how good is it? [1 (bad) .. 5 (good) / s(kip)] ").strip().lower()
+                if ans in ("1", "2", "3", "4", "5", "s"):
+                    break
+                self.print_fn("please type 1, 2, 3, 4, 5 or s")
+            rating = None if ans == "s" else int(ans)
+            if self.journal is not None:  # durable before the next question is shown
+                self.journal.append(
+                    keys[i], rating, call=call, index=i, prompt=e.prompt, completion=e.completion
+                )
+            out.append(rating)
+            self.asked += 1
+            self.queries += 1
+        self.calls += 1
+        return TerminalRatings(out)
 
     def compare(self, a: Sequence[Episode], b: Sequence[Episode]) -> TerminalComparisons:
         if len(a) != len(b):
@@ -148,6 +206,25 @@ class TerminalHuman:
             self.queries += 1
         self.calls += 1
         return TerminalComparisons(labels)
+
+
+@dataclass
+class TerminalRatings:
+    """Likert ratings typed at the terminal: 1-5 per episode, ``None`` when skipped."""
+
+    ratings: list[int | None]
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    def mean(self) -> list[float | None]:
+        """The ratings as floats (one rater: the mean is the rating), ``None`` for a skip."""
+        return [None if r is None else float(r) for r in self.ratings]
+
+
+def rating_key(call: int, index: int, e: Episode) -> str:
+    """The key of rating question ``index`` of ``rate`` call ``call`` (content and position)."""
+    return content_key("rating", call, index, _episode_key(e))
 
 
 def question_key(call: int, index: int, a: Episode, b: Episode) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from agents.rlhf.answer_journal import JOURNAL_FILE
 from agents.rlhf.config import PPO_PRESET, RLHFConfig
-from agents.rlhf.humans import Human
+from agents.rlhf.humans import Human, rating_values
 from agents.rlhf.metrics import concordance, label_agreement
 from agents.rlhf.persistence import (
     RunDirectory,
@@ -31,9 +31,9 @@ from agents.rlhf.persistence import (
     restore_human_state,
 )
 from agents.rlhf.queries import select_pairs
-from agents.rlhf.reward_fitting import fit_reward_model
+from agents.rlhf.reward_fitting import fit_reward_model, fit_reward_model_on_ratings
 from agents.rlhf.streams import Stream, stream_seed
-from rlhf_envs.errors import BudgetExhaustedError, ConfigError
+from rlhf_envs.errors import BudgetExhaustedError, ConfigError, FeedbackError
 from rlhf_envs.feedback.base import Episode
 
 if TYPE_CHECKING:
@@ -93,7 +93,9 @@ class RLHFLoop:
                 raise ConfigError(
                     f"{str(self.run_dir)!r} already holds a run; pass resume=True or a new run_dir"
                 )
-            check_same_settings(state["config"], cfg.to_json_dict(), self.run_dir)
+            check_same_settings(
+                state["config"], cfg.to_json_dict(), self.run_dir, RLHFConfig().to_json_dict()
+            )
         self._envs: dict[tuple[str, int], Any] = {}
         self.env_kwargs: dict[str, Any] = {"ref_logprobs": False, "model": cfg.model}
         if cfg.max_new_tokens is not None:
@@ -114,6 +116,11 @@ class RLHFLoop:
             )
         if not callable(getattr(human, "compare", None)):
             raise ConfigError(f"human must have a compare(a, b) method, got {type(human).__name__}")
+        if cfg.query_kind == "rating" and not callable(getattr(human, "rate", None)):
+            raise ConfigError(
+                f"query_kind='rating' asks the human for Likert ratings, but {type(human).__name__} "
+                "has no rate(episodes) method (SimulatedHuman and WebHuman have one)"
+            )
         attach = getattr(human, "attach_journal", None)
         if self.persist and callable(attach):  # a person's answers: durable as they are given
             attach(self.run_dir / JOURNAL_FILE)
@@ -226,6 +233,20 @@ class RLHFLoop:
             raise ConfigError(f"the human answered {len(labels)} of {len(a)} queries")
         return labels
 
+    def ask_ratings(self, episodes: Sequence[Episode]) -> list[float | None]:
+        """Ask the human for a 1-5 rating of each episode (``None``: skipped); refuses
+        (``BudgetExhaustedError``, nothing asked) if they do not fit in what is left of ``config.budget``."""
+        left = self._queries_left()
+        if len(episodes) > left:
+            raise BudgetExhaustedError(
+                f"RLHFLoop: {len(episodes)} queries requested but only {left} of the budget "
+                f"{self.config.budget} are left; nothing was asked"
+            )
+        values = rating_values(self.human.rate(list(episodes)))
+        if len(values) != len(episodes):
+            raise ConfigError(f"the human rated {len(values)} of {len(episodes)} episodes")
+        return values
+
     def _affordable(self, n: int) -> int:
         """Cap ``n`` by the human's own money budget when it states one (SimulatedHuman)."""
         left = getattr(self.human, "remaining_budget", None)
@@ -240,6 +261,8 @@ class RLHFLoop:
 
     def _collect_feedback(self, r: int, n: int) -> dict[str, Any]:
         cfg = self.config
+        if cfg.query_kind == "rating":
+            return self._collect_ratings(r, n)
         t0 = time.perf_counter()
         pool = cfg.pool_factor * n
         base = stream_seed(cfg.seed, r, Stream.POOL_PROMPTS) % (2**30)
@@ -272,6 +295,45 @@ class RLHFLoop:
             "seconds": {"sample": t1 - t0, "select": t2 - t1, "ask": t3 - t2},
         }
 
+    def _collect_ratings(self, r: int, n: int) -> dict[str, Any]:
+        """A round of Likert queries: ``n`` of ``pool_factor * n`` fresh episodes (one per prompt),
+        chosen at random or where the ensemble's members disagree most about the score."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        pool = cfg.pool_factor * n
+        base = stream_seed(cfg.seed, r, Stream.POOL_PROMPTS) % (2**30)
+        eps, _ = self.sample(
+            (base + np.arange(pool)).tolist(), stream_seed(cfg.seed, r, Stream.POOL_SAMPLING)
+        )
+        t1 = time.perf_counter()
+        rule = cfg.selection if self.reward_model is not None else "random"
+        spread = self.reward_model.uncertainty(eps) if self.reward_model is not None else None
+        rng = np.random.default_rng(stream_seed(cfg.seed, r, Stream.QUERY_SELECTION))
+        idx = select_pairs(n, pool, rule, rng, spread)
+        chosen = [eps[i] for i in idx]
+        t2 = time.perf_counter()
+        ratings = self.ask_ratings(chosen)
+        t3 = time.perf_counter()
+        return {
+            "round": r,
+            "kind": "rating",
+            "selection": rule,
+            "pool": pool,
+            "a": [episode_to_json(e) for e in chosen],
+            "b": [],
+            "labels": ratings,
+            "disagreement": None if spread is None else [float(spread[i]) for i in idx],
+            "pool_disagreement": None if spread is None else float(np.mean(spread)),
+            "pool_disagreement_values": None if spread is None else [float(x) for x in spread],
+            "gold_a": self.gold_of(chosen).tolist(),
+            "gold_b": [],
+            "seconds": {"sample": t1 - t0, "select": t2 - t1, "ask": t3 - t2},
+        }
+
+    def _usable_labels(self) -> int:
+        """Answers so far that a fit can use (not skipped)."""
+        return sum(x is not None for rec in self.feedback for x in rec["labels"])
+
     def gold_of(self, episodes: Sequence[Episode]) -> np.ndarray:
         """The gold utility of each episode (the task's hidden scripted feedback)."""
         from rlhf_envs.feedback.base import score_episodes
@@ -279,10 +341,14 @@ class RLHFLoop:
         return score_episodes(self.gold, list(episodes)).astype(np.float64)
 
     def _fit(self, r: int) -> tuple[RewardModel, dict[str, Any]]:
-        a = [episode_from_json(x) for rec in self.feedback for x in rec["a"]]
-        b = [episode_from_json(x) for rec in self.feedback for x in rec["b"]]
-        labels = [x for rec in self.feedback for x in rec["labels"]]
+        """Refit the reward model from scratch on every answer so far: Bradley-Terry on pairwise
+        answers, regression on ratings (``config.query_kind``; a run holds one kind)."""
         seed = stream_seed(self.config.seed, r, Stream.REWARD_MODEL_FIT)
+        labels = [x for rec in self.feedback for x in rec["labels"]]
+        a = [episode_from_json(x) for rec in self.feedback for x in rec["a"]]
+        if self.config.query_kind == "rating":
+            return fit_reward_model_on_ratings(self.config, a, labels, seed)
+        b = [episode_from_json(x) for rec in self.feedback for x in rec["b"]]
         return fit_reward_model(self.config, a, b, labels, seed)
 
     def evaluate(self, r: int) -> dict[str, float]:
@@ -337,6 +403,12 @@ class RLHFLoop:
         times: dict[str, float] = {}
         fit_info: dict[str, Any] = {}
         if rec is not None:
+            if all(x is None for x in rec["labels"]) and not self._usable_labels():
+                raise FeedbackError(
+                    f"round {r}: none of the {len(rec['labels'])} queries got a usable answer (all "
+                    "skipped, or the raters' time-out ran out), and no earlier round has one: there is "
+                    "nothing to fit a reward model on; nothing was saved, so a rerun asks the same questions"
+                )
             self.feedback.append(rec)
             t0 = time.perf_counter()
             self.reward_model, fit_info = self._fit(r)
@@ -370,7 +442,8 @@ class RLHFLoop:
                 f"round {r}: queries {row['queries']} (total {row['queries_total']}), proxy "
                 f"{row['proxy_reward']:+.3f}, gold {row['gold_reward']:+.3f}, KL {row['kl']:.2f} "
                 f"(sqrt {row['sqrt_kl']:.2f}), proxy/gold agreement {row['proxy_gold_accuracy']:.3f}, "
-                f"{row['round_seconds']:.0f} s"
+                + (f"reward model fitted on {row['rm_labels']} labels, " if "rm_labels" in row else "")
+                + f"{row['round_seconds']:.0f} s"
             )
         return row
 
@@ -396,7 +469,7 @@ class RLHFLoop:
             "queries_total": self.queries_used,
             "budget_left": float("inf") if cfg.budget is None else cfg.budget - self.queries_used,
             "skipped": sum(x is None for x in labels),
-            "ties": sum(x == 0.5 for x in labels),
+            "ties": sum(x == 0.5 for x in labels) if cfg.query_kind == "pairwise" else 0,
             "label_gold_agreement": label_agreement(rec) if rec else float("nan"),
             "selected_disagreement": float(np.mean(rec["disagreement"]))
             if rec and rec["disagreement"]

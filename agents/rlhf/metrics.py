@@ -23,7 +23,17 @@ def concordance(proxy: np.ndarray, gold: np.ndarray) -> float:
 
 
 def label_agreement(rec: dict[str, Any]) -> float:
-    """Share of the round's decisive answers that agree with the gold ordering (a noise check)."""
+    """Share of the round's decisive answers that agree with the gold ordering (a noise check).
+
+    For a round of ratings (``rec["kind"] == "rating"``): the :func:`concordance` of the ratings
+    with the gold values of the rated episodes (skipped ratings left out).
+    """
+    if rec.get("kind") == "rating":
+        kept = [(y, g) for y, g in zip(rec["labels"], rec["gold_a"], strict=True) if y is not None]
+        if len(kept) < 2:
+            return float("nan")
+        ys, gs = zip(*kept, strict=True)
+        return concordance(np.asarray(ys), np.asarray(gs))
     hits = []
     for p, ga, gb in zip(rec["labels"], rec["gold_a"], rec["gold_b"], strict=True):
         if p is None or p == 0.5 or ga == gb:

@@ -72,8 +72,16 @@ def _as_saved(x: Any) -> Any:
     return json.loads(json.dumps(x, default=json_default))
 
 
-def check_same_settings(saved: dict[str, Any], given: dict[str, Any], run_dir: Path) -> None:
-    """Refuse to resume ``run_dir`` with settings other than the saved ones (``rounds`` may grow)."""
+def check_same_settings(
+    saved: dict[str, Any], given: dict[str, Any], run_dir: Path, defaults: dict[str, Any] | None = None
+) -> None:
+    """Refuse to resume ``run_dir`` with settings other than the saved ones (``rounds`` may grow).
+
+    A setting missing from ``saved`` (a run saved before that setting existed) counts as its value
+    in ``defaults``, the behaviour that run had.
+    """
+    defaults = defaults or {}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     diff = sorted(k for k in given if k != "rounds" and _as_saved(given[k]) != _as_saved(saved.get(k)))
     if diff:
         raise ConfigError(

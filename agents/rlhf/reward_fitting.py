@@ -1,4 +1,5 @@
-"""Fitting the loop's reward model: a bootstrap ensemble refitted from scratch on all feedback so far."""
+"""Fitting the loop's reward model: a bootstrap ensemble refitted from scratch on all feedback so far
+(Bradley-Terry on pairwise answers, or regression on Likert ratings)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from agents.rlhf.config import RLHFConfig
+from rlhf_envs.errors import ConfigError
 from rlhf_envs.feedback.base import Episode
 
 if TYPE_CHECKING:
@@ -30,16 +32,7 @@ def fit_reward_model(
     ``config.model``. Returns the model and ``{"rm_train_loss", "rm_pairs"}`` (the loop's log
     columns). ``seed`` seeds the ensemble; torch's global generator is restored after the fit.
     """
-    from rlhf_envs.feedback.learned import RewardModel
-
-    with _quiet_transformers():
-        reward_model = RewardModel(
-            None if config.model == "default" else config.model,
-            n_members=config.n_members,
-            aggregate=config.aggregate,
-            normalize=True,
-            seed=seed,
-        )
+    reward_model = _new_reward_model(config, seed)
     with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         report = reward_model.fit_preferences(
             a,
@@ -50,7 +43,52 @@ def fit_reward_model(
             lr=config.rm_lr,
             val_fraction=0.0,
         )
-    return reward_model, {"rm_train_loss": float(np.mean(report.train_loss)), "rm_pairs": report.n_train}
+    return reward_model, {
+        "rm_train_loss": float(np.mean(report.train_loss)),
+        "rm_pairs": report.n_train,
+        "rm_labels": report.n_train,
+    }
+
+
+def fit_reward_model_on_ratings(
+    config: RLHFConfig, items: Sequence[Episode], ratings: Sequence[float | None], seed: int
+) -> tuple[RewardModel, dict[str, Any]]:
+    """A fresh reward-model ensemble regressed on the human's Likert ``ratings`` of ``items``.
+
+    The same recipe as :func:`fit_reward_model` (``rm_random_fraction`` aside: it models random
+    *pairwise* answers); skipped ratings (``None``) are left out. Returns the model and
+    ``{"rm_train_loss", "rm_ratings", "rm_labels"}`` (the number of ratings fitted).
+    """
+    if len(items) != len(ratings):
+        raise ConfigError(f"{len(items)} rated episodes but {len(ratings)} ratings")
+    keep = [i for i, y in enumerate(ratings) if y is not None]
+    reward_model = _new_reward_model(config, seed)
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+        report = reward_model.fit_ratings(
+            [items[i] for i in keep],
+            [float(ratings[i]) for i in keep],
+            epochs=config.rm_epochs,
+            lr=config.rm_lr,
+            val_fraction=0.0,
+        )
+    return reward_model, {
+        "rm_train_loss": float(np.mean(report.train_loss)),
+        "rm_ratings": report.n_train,
+        "rm_labels": report.n_train,
+    }
+
+
+def _new_reward_model(config: RLHFConfig, seed: int) -> RewardModel:
+    from rlhf_envs.feedback.learned import RewardModel
+
+    with _quiet_transformers():
+        return RewardModel(
+            None if config.model == "default" else config.model,
+            n_members=config.n_members,
+            aggregate=config.aggregate,
+            normalize=True,
+            seed=seed,
+        )
 
 
 @contextlib.contextmanager
