@@ -339,8 +339,11 @@ class RewardModel:
                 repr(str(model_dir)),
             )
         if self.append_eos and tok.eos_token_id is None:
+            from rlhf_envs.lm.loading import tokenizer_source
+
             raise ConfigError(
-                "append_eos=True but the tokenizer has no EOS token; set one or pass append_eos=False"
+                f"append_eos=True but the tokenizer {tokenizer_source(tok)} has no EOS token; set one "
+                "(tokenizer.eos_token = ..., then save it again) or pass append_eos=False"
             )
         added = 0
         if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
