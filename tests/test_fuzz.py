@@ -1,4 +1,6 @@
-"""Fuzzing every registered env id (single and vector) and the prompt-file loader with hypothesis.
+"""Fuzzing every registered env id (single and vector), the prompt-file loader and the loaders of model
+directories (``gym.make(id, model=DIR)``, ``PPO(policy="lm", model=DIR)``, ``RewardModel(DIR)``) with
+hypothesis.
 
 Each generated input is tagged *legal*, *illegal* or *either* (legal by every single rule, but the
 combination may still be refused, e.g. ``min_length > max_length``) and every outcome is classified:
