@@ -114,7 +114,9 @@ class OnPolicyAgent:
         if cfg.policy == "lm":
             from agents.lm_actor_critic import LMActorCritic
 
-            return LMActorCritic.from_config(cfg, self.observation_space, self.action_space, self.init_rng)
+            return LMActorCritic.from_config(
+                cfg, self.observation_space, self.action_space, self.init_rng, env=self.env
+            )
         if cfg.policy == "transformer":
             return TransformerActorCritic(
                 self.observation_space,
@@ -312,6 +314,11 @@ class OnPolicyAgent:
                 f"set_env: observation space {obs_space} differs from the agent's "
                 f"{self.observation_space}; only an env with the same observation space can be swapped in"
             )
+        source = getattr(self.policy, "tokenizer_source", None)
+        if source is not None:  # an LM policy whose model came with a tokenizer
+            from agents.lm_actor_critic import check_env_tokenizer
+
+            check_env_tokenizer(new, source, source)
 
     def _collector_set_env(self, env: Any) -> None:
         """Point the rollout collector at ``env``.

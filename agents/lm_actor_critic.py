@@ -14,6 +14,7 @@ The value head is a linear layer on the LM's final hidden state, initialised nea
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +37,57 @@ def model_from_meta(meta: dict[str, Any]) -> nn.Module:
     config = AutoConfig.for_model(model_type, **cfg_dict)
     with torch.random.fork_rng(devices=[]):
         return AutoModelForCausalLM.from_config(config)
+
+
+def model_source(lm: Any) -> str | None:
+    """The directory an LM instance was loaded from, if it still holds a tokenizer (else None:
+    a model built in memory carries no tokenizer to compare)."""
+    name = getattr(getattr(lm, "config", None), "_name_or_path", None) or getattr(lm, "name_or_path", None)
+    if isinstance(name, str) and name and (Path(name) / "tokenizer.json").is_file():
+        return str(Path(name).resolve())
+    return None
+
+
+def env_tokenizer(env: Any) -> Any:
+    """The tokenizer of a suite env (its task's), single or vector, or None for other envs."""
+    for candidate in (env, getattr(env, "unwrapped", None)):
+        tok = getattr(getattr(candidate, "task", None), "tokenizer", None)
+        if tok is not None:
+            return tok
+    envs = getattr(env, "envs", None)  # gymnasium's SyncVectorEnv / AsyncVectorEnv wrappers
+    if envs:
+        return env_tokenizer(envs[0])
+    return None
+
+
+def check_env_tokenizer(env: Any, source: str, shown: str) -> None:
+    """Raise :class:`~rlhf_envs.errors.ModelFilesError` unless the env's tokenizer is the one saved
+    with the model in ``source`` (same vocabulary, ids, pad and EOS), naming both sides.
+
+    A policy reads the env's token ids; with another tokenizer every id means another token (the
+    BPE default model on the 30-character toy vocabulary of ``RLHF/Copy-v0``), and training runs
+    without any other error. Skipped for envs that are not the suite's (no task tokenizer).
+    """
+    from rlhf_envs.errors import ModelFilesError
+    from rlhf_envs.lm.loading import load_tokenizer, tokenizer_source
+    from rlhf_envs.tokenization import same_tokenizer
+
+    env_tok = env_tokenizer(env)
+    if env_tok is None:
+        return
+    model_tok = load_tokenizer(source)
+    if not same_tokenizer(env_tok, model_tok):
+        env_name = getattr(getattr(env, "spec", None), "id", None) or getattr(
+            getattr(getattr(env, "unwrapped", env), "spec", None), "id", None
+        )
+        raise ModelFilesError(
+            f"policy='lm': the model {shown!r} and the env {env_name or type(env).__name__} use different "
+            f"tokenizers: the model's is {tokenizer_source(model_tok)} ({model_tok.vocab_size} tokens, pad "
+            f"{model_tok.pad_id}, EOS {model_tok.eos_id}), the env's is {env_tok!r} ({env_tok.vocab_size} "
+            f"tokens, pad {env_tok.pad_id}, EOS {env_tok.eos_id}); the policy would read the env's ids as other "
+            "tokens. Use a language env on this model (env_kwargs={'model': ...}), or pass model= a causal LM "
+            "instance built for the env's vocabulary"
+        )
 
 
 class LMActorCritic(nn.Module):
@@ -62,6 +114,8 @@ class LMActorCritic(nn.Module):
         self.ref.eval()
         self.n_actions = int(n_actions)
         self.temperature = float(temperature)
+        #: the directory whose tokenizer the LM was saved with (None for a model built in memory)
+        self.tokenizer_source: str | None = None
         hidden = int(lm.get_output_embeddings().weight.shape[1])
         self.value_head = nn.Linear(hidden, 1)
         with torch.no_grad():
@@ -78,9 +132,19 @@ class LMActorCritic(nn.Module):
 
     @classmethod
     def from_config(
-        cls, cfg: Any, observation_space: spaces.Space, action_space: spaces.Space, generator: torch.Generator
+        cls,
+        cfg: Any,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        generator: torch.Generator,
+        env: Any = None,
     ) -> LMActorCritic:
-        """Build from an agent config (``cfg.model`` is an LM instance or a path)."""
+        """Build from an agent config (``cfg.model`` is an LM instance or a path).
+
+        When the model comes with a tokenizer (a path, or an instance loaded from a directory that
+        holds one) and ``env`` is a suite env, the env's tokenizer must be that tokenizer
+        (:func:`check_env_tokenizer`).
+        """
         if not is_token_space(observation_space):
             raise ConfigError(
                 f"policy='lm' needs the rlhf token observation Dict(input_ids, attention_mask), got {observation_space}"
@@ -89,10 +153,17 @@ class LMActorCritic(nn.Module):
             raise ConfigError(f"policy='lm' needs a Discrete(vocab_size) action space, got {action_space}")
         lm = cfg.model
         if isinstance(lm, str):  # "default" = the embedded model; else a directory or cached hub name
-            from rlhf_envs.lm.loading import load_causal_lm
+            from rlhf_envs.lm.loading import load_causal_lm, resolve_model_path
 
+            source = resolve_model_path(lm)
+            if env is not None:  # the cheap check first, before the weights load
+                check_env_tokenizer(env, source, lm)
             lm = load_causal_lm(lm, device=cfg.device, cache=False)
             lm.requires_grad_(True)
+        else:
+            source = model_source(lm)
+            if env is not None and source is not None:
+                check_env_tokenizer(env, source, source)
         if not hasattr(lm, "get_output_embeddings") or lm.get_output_embeddings() is None:
             raise ConfigError(
                 f"model must be a transformers causal LM with an output embedding, got {type(lm).__name__}"
@@ -102,7 +173,13 @@ class LMActorCritic(nn.Module):
             raise ConfigError(
                 f"the LM's vocabulary ({vocab}) is smaller than the env's action space ({action_space.n})"
             )
-        return cls(lm, int(action_space.n), cfg.temperature, cfg.value_head_init_std, generator)
+        if source is not None:  # the tokenizer saved with the model belongs to it
+            from rlhf_envs.lm.loading import check_compatible, load_tokenizer
+
+            check_compatible(load_tokenizer(source), lm, repr(source))
+        policy = cls(lm, int(action_space.n), cfg.temperature, cfg.value_head_init_std, generator)
+        policy.tokenizer_source = source
+        return policy
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """The LM architecture (for :func:`model_from_meta`)."""

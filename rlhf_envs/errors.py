@@ -84,3 +84,15 @@ class DataError(RLHFEnvsError, ValueError):
 
 class DataUnavailableError(RLHFEnvsError, RuntimeError):
     """A data set is not in the cache and could not be fetched; the message says what to run."""
+
+
+class ModelFilesError(ConfigValueError, DataError):
+    """A model directory whose files do not make the model they describe: weights missing a tensor
+    or holding one the architecture has no place for, a tensor of the wrong shape, NaN or inf
+    weights, a truncated or unreadable file, a ``config.json`` that does not parse or has the wrong
+    types, pickle weights that were not allowed, or a tokenizer that does not belong to the model.
+    The message names the file (or both sides, for a tokenizer) and what was wrong.
+
+    It is a :class:`ConfigError` (the model was given as a setting) and a :class:`DataError` (a
+    file is bad), so either ``except`` clause catches it.
+    """

@@ -159,11 +159,14 @@ class HFTokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> HFTokenizer:
-        """Load a fast tokenizer from a local directory (or a hub name already in the user's cache)."""
+        """Load a fast tokenizer from a local directory (or a hub name already in the user's cache;
+        nothing is downloaded, no code from the directory runs)."""
         from transformers import AutoTokenizer
 
         try:
-            tok = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+            tok = AutoTokenizer.from_pretrained(
+                str(path), use_fast=True, local_files_only=True, trust_remote_code=False
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"could not load a tokenizer from {str(path)!r}: {exc}. Pass a directory that holds "
@@ -188,6 +191,18 @@ class HFTokenizer:
 
     def __repr__(self) -> str:
         return f"HFTokenizer({getattr(self.hf, 'name_or_path', '')!r}, vocab_size={self.vocab_size})"
+
+
+def same_tokenizer(a: Any, b: Any) -> bool:
+    """Whether two tokenizers map text to the same ids: same size, pad and EOS ids, and token table
+    (an :class:`HFTokenizer`'s vocabulary, a :class:`CharTokenizer`'s tokens)."""
+
+    def table(tok: Any) -> tuple:
+        hf = getattr(tok, "hf", None)
+        vocab = hf.get_vocab() if hf is not None else getattr(tok, "tokens", None)
+        return tok.vocab_size, tok.pad_id, tok.eos_id, vocab
+
+    return a is b or table(a) == table(b)
 
 
 @functools.lru_cache(maxsize=128)

@@ -2,9 +2,10 @@
 
 It runs ``tests/test_fuzz.py`` (marker ``fuzz``) in a subprocess with ``RLHF_FUZZ_EXAMPLES=N`` and
 ``RLHF_FUZZ_REPORT`` pointing at a temporary file, where each test module writes its counts, then
-prints one row per target (every env id, single, vector and constructor, and the prompt files) and a
-total. The exit status is pytest's: non-zero when any input was an unclear error, silently
-accepted, a hang, or a legal input that broke.
+prints one row per target (every env id, single, vector and constructor, the prompt files, and
+damaged model directories through each loader that takes one) and a total. The exit status is
+pytest's: non-zero when any input was an unclear error, silently accepted, a hang, or a legal input
+that broke.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Fuzzing every registered env id (single and vector) and the prompt-file loader with hypothesis.
+"""Fuzzing every registered env id (single and vector), the prompt-file loader and the loaders of model
+directories (``gym.make(id, model=DIR)``, ``PPO(policy="lm", model=DIR)``, ``RewardModel(DIR)``) with
+hypothesis.
 
 Each generated input is tagged *legal*, *illegal* or *either* (legal by every single rule, but the
 combination may still be refused, e.g. ``min_length > max_length``) and every outcome is classified:
@@ -907,6 +909,262 @@ def test_fuzz_prompt_file_paths(task_name: str, prompt_dir: Path) -> None:
             (name, "prompt"),
             what=f"prompts={value[:60]!r}",
         )
+
+
+# -- model directories ------------------------------------------------------------------------------------
+#
+# A tiny GPT-2 or Llama saved with the embedded model's tokenizer, then damaged: tensors dropped, added,
+# reshaped, retyped or made non-finite, config.json edited (layer count, entries dropped or given
+# another type, garbage), files truncated, deleted or swapped (another tokenizer, pickle weights), and
+# bytes flipped in the safetensors header. Each damaged directory goes to the three loaders that take
+# a model directory. Damage that must break the model is *illegal* (a clear error naming the
+# directory); damage that may leave the model intact (a dropped config entry equal to its default, a
+# flipped header byte that only changes metadata) is *either*: a clear error, or a model that computes
+# exactly what the undamaged one does. Byte flips inside the tensor data are left out: a safetensors
+# file has no checksum, so such a flip is a different valid model.
+
+MODEL_LOADERS = ["gym.make", "PPO", "RewardModel"]
+LOADER_TARGET = {
+    "gym.make": "model dirs: gym.make",
+    "PPO": "model dirs: PPO(policy='lm')",
+    "RewardModel": "model dirs: RewardModel",
+}
+_WEIGHTS = "model.safetensors"
+_PROBE = [[5, 17, 230, 41, 9, 1000, 3]]
+_dir_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def model_bases(tmp_path_factory, tiny_causal_lm) -> dict[str, Path]:
+    """One saved tiny model per architecture, with the embedded model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from rlhf_envs.lm.loading import DEFAULT_MODEL_DIR
+
+    tok = AutoTokenizer.from_pretrained(str(DEFAULT_MODEL_DIR), local_files_only=True)
+    out = {}
+    for kind in ("gpt2", "llama"):
+        path = tmp_path_factory.mktemp(f"fuzz_model_{kind}")
+        tiny_causal_lm(kind, vocab=len(tok), width=16, layers=2, heads=2).save_pretrained(path)
+        tok.save_pretrained(path)
+        out[kind] = path
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_reference(model_bases) -> dict:
+    """What each undamaged model computes, per loader (the "same model" check of *either* inputs)."""
+    return {}
+
+
+def _logits(lm: Any) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return lm(input_ids=torch.tensor(_PROBE)).logits.float().numpy()
+
+
+def _load_model_dir(loader: str, path: Path) -> Any:
+    """Load ``path`` the way a user would; return what the loader computes on a fixed input."""
+    if loader == "gym.make":
+        env = gym.make("RLHF/Sentiment-v0", model=str(path), max_new_tokens=4)
+        try:
+            env.reset(seed=0)
+            return _logits(env.unwrapped.task.lm)
+        finally:
+            env.close()
+    if loader == "PPO":
+        from agents import PPO
+
+        agent = PPO("RLHF/Sentiment-v0", policy="lm", model=str(path), n_envs=1, seed=0)
+        try:
+            return _logits(agent.policy.lm)
+        finally:
+            agent.env.close()
+    from rlhf_envs.feedback.learned import RewardModel
+
+    return RewardModel(path, seed=0, batch_size=2).score_texts(["the rain fell.", "I loved the soup."])
+
+
+@st.composite
+def model_damage(draw):  # noqa: ANN001, ANN201
+    """A list of (op, parameters) and whether the result is legal (True), illegal (False) or either."""
+    ops = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "none",
+                    "reformat_config",
+                    "drop_tensor",
+                    "extra_tensor",
+                    "reshape_tensor",
+                    "retype_tensor",
+                    "nonfinite",
+                    "config_layers",
+                    "config_drop",
+                    "config_retype",
+                    "config_token_id",
+                    "tokenizer_swap",
+                    "tokenizer_eos",
+                    "truncate",
+                    "header_flip",
+                    "config_garbage",
+                    "delete_file",
+                    "pickle_only",
+                ]
+            ),
+            min_size=1,
+            max_size=2,
+        )
+    )
+    steps, legal = [], True
+    for op in ops:
+        params: dict[str, Any] = {"seed": draw(st.integers(0, 2**31 - 1))}
+        if op in ("none", "reformat_config"):
+            pass
+        elif op in ("config_drop", "config_retype", "header_flip"):
+            legal = legal and None  # True -> None, False stays False
+            if op == "config_retype":
+                params["value"] = draw(st.sampled_from(["x", "7", 7, 2.5, -1, 0, True, None, [1], {"a": 1}]))
+        elif op == "delete_file":
+            params["name"] = draw(
+                st.sampled_from(["config.json", _WEIGHTS, "tokenizer.json", "tokenizer_config.json"])
+            )
+            legal = False if params["name"] in ("config.json", _WEIGHTS) else (legal and None)
+        else:
+            legal = False if op != "config_token_id" else legal
+            if op == "config_layers":
+                params["delta"] = draw(st.sampled_from([-2, -1, 1, 2, 5]))
+            elif op == "nonfinite":
+                params["value"] = draw(st.sampled_from([float("nan"), float("inf"), float("-inf")]))
+            elif op == "retype_tensor":
+                params["dtype"] = draw(st.sampled_from(["int64", "int32", "uint8", "bool"]))
+            elif op == "tokenizer_swap":
+                params["words"] = draw(st.integers(3, 40))
+            elif op == "config_token_id":  # (BOS: the tokenizer has none, so any in-vocabulary id is fine)
+                params["name"] = draw(st.sampled_from(["eos_token_id", "pad_token_id", "bos_token_id"]))
+                params["value"] = draw(st.sampled_from([2, 7, 2287, [3, 4]]))
+                legal = (legal and None) if params["name"] == "bos_token_id" else False
+        steps.append((op, params))
+    # file-level damage last (it may replace the weights file)
+    steps.sort(
+        key=lambda s: s[0] in ("truncate", "header_flip", "config_garbage", "delete_file", "pickle_only")
+    )
+    return draw(st.sampled_from(["gpt2", "llama"])), steps, legal
+
+
+def _damage_model_dir(path: Path, steps: list) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for op, params in steps:
+        rng = np.random.default_rng(params["seed"])
+        weights = path / _WEIGHTS
+        if op == "none":
+            continue
+        if op == "reformat_config":
+            data = json.loads((path / "config.json").read_text())
+            (path / "config.json").write_text(json.dumps(data, indent=4, sort_keys=True))
+        elif op in ("drop_tensor", "extra_tensor", "reshape_tensor", "retype_tensor", "nonfinite"):
+            if not weights.is_file():
+                continue
+            tensors = load_file(str(weights))
+            keys = sorted(tensors)
+            key = keys[int(rng.integers(len(keys)))]
+            if op == "drop_tensor":
+                del tensors[key]
+            elif op == "extra_tensor":
+                name = ["lm_head.bias", f"{key}.extra", "junk", f"{key.rsplit('.', 2)[0]}.new.weight"]
+                tensors[name[int(rng.integers(4))]] = torch.zeros(int(rng.integers(1, 5)))
+            elif op == "reshape_tensor":
+                shape = list(tensors[key].shape)
+                shape[int(rng.integers(len(shape)))] += int(rng.choice([-1, 1, 3]))
+                tensors[key] = torch.zeros([max(0, d) for d in shape])
+            elif op == "retype_tensor":
+                tensors[key] = tensors[key].to(getattr(torch, params["dtype"]))
+            else:
+                flat = tensors[key].reshape(-1).clone()
+                flat[int(rng.integers(flat.numel()))] = params["value"]
+                tensors[key] = flat.reshape(tensors[key].shape)
+            save_file(tensors, str(weights), metadata={"format": "pt"})
+        elif op in ("config_layers", "config_drop", "config_retype", "config_token_id"):
+            cfg = json.loads((path / "config.json").read_text())
+            if op == "config_layers":
+                name = "n_layer" if "n_layer" in cfg else "num_hidden_layers"
+                cfg[name] = max(0, cfg[name] + params["delta"])
+            elif op == "config_token_id":
+                cfg[params["name"]] = params["value"]
+            else:
+                name = sorted(cfg)[int(rng.integers(len(cfg)))]
+                if op == "config_drop":
+                    del cfg[name]
+                else:
+                    cfg[name] = params["value"]
+            (path / "config.json").write_text(json.dumps(cfg))
+        elif op == "tokenizer_swap":
+            from rlhf_envs.feedback.review_fixtures import word_tokenizer
+
+            for name in ("tokenizer.json", "tokenizer_config.json"):
+                (path / name).unlink(missing_ok=True)
+            words = [f"w{i}" for i in range(params["words"])]
+            word_tokenizer([" ".join(words)]).save_pretrained(path)
+        elif op == "tokenizer_eos":
+            tok_cfg = json.loads((path / "tokenizer_config.json").read_text())
+            tok_cfg["eos_token"] = "the"
+            (path / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+        elif op == "truncate" and weights.is_file():
+            data = weights.read_bytes()
+            weights.write_bytes(data[: int(rng.integers(len(data)))])
+        elif op == "header_flip" and weights.is_file():
+            data = bytearray(weights.read_bytes())
+            end = 8 + int.from_bytes(data[:8], "little")
+            i = int(rng.integers(min(end, len(data))))
+            data[i] ^= int(rng.integers(1, 256))
+            weights.write_bytes(bytes(data))
+        elif op == "config_garbage":
+            choice = int(rng.integers(4))
+            blob = [b"", b"[1, 2]", b'"gpt2"', rng.bytes(int(rng.integers(1, 200)))][choice]
+            (path / "config.json").write_bytes(blob)
+        elif op == "delete_file":
+            (path / params["name"]).unlink(missing_ok=True)
+        elif op == "pickle_only" and weights.is_file():
+            try:
+                tensors = load_file(str(weights))
+            except Exception:  # noqa: BLE001 - already damaged beyond reading: drop it
+                tensors = {}
+            torch.save(tensors, str(path / "pytorch_model.bin"))
+            weights.unlink()
+
+
+@pytest.mark.parametrize("loader", MODEL_LOADERS)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_model_dirs(loader: str, model_bases, model_reference, tmp_path_factory, data) -> None:
+    import shutil
+
+    kind, steps, legal = data.draw(model_damage(), label="damage")
+    key = (loader, kind)
+    if key not in model_reference:  # what the undamaged model computes
+        model_reference[key] = _load_model_dir(loader, model_bases[kind])
+    path = tmp_path_factory.getbasetemp() / f"fuzz_model_dir_{next(_dir_counter)}"
+    shutil.copytree(model_bases[kind], path)
+    _damage_model_dir(path, steps)
+
+    def same(result: Any) -> str | None:
+        ref = model_reference[key]
+        if np.shape(result) != np.shape(ref) or not np.allclose(result, ref, rtol=1e-5, atol=1e-6):
+            return "loaded a model that computes something else than the undamaged one"
+        return None
+
+    attempt(
+        LOADER_TARGET[loader],
+        legal,
+        lambda: _load_model_dir(loader, path),
+        (path.name,),
+        same,
+        f"{kind} dir damaged by {steps}",
+    )
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # -- the harness itself ----------------------------------------------------------------------------------

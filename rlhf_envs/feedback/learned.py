@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_envs import atomic_io
-from rlhf_envs.errors import ConfigError, DataError, FeedbackError
+from rlhf_envs.errors import ConfigError, DataError, FeedbackError, ModelFilesError
 from rlhf_envs.feedback.base import Episode
 
 AGGREGATES = ("mean", "mean_minus_std", "min")
@@ -182,14 +182,47 @@ def _load_tokenizer(tokenizer: Any, model_dir: Path | None) -> Any:
         tokenizer = model_dir
     if isinstance(tokenizer, str | os.PathLike):
         try:
-            return AutoTokenizer.from_pretrained(str(tokenizer), use_fast=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"could not load a tokenizer from {str(tokenizer)!r}: {exc}") from exc
+            return AutoTokenizer.from_pretrained(
+                str(tokenizer), use_fast=True, local_files_only=True, trust_remote_code=False
+            )
+        except Exception as exc:  # noqa: BLE001 - OSError, ValueError, the tokenizers library's errors
+            raise ModelFilesError(
+                f"could not load a tokenizer from {str(tokenizer)!r} ({type(exc).__name__}: {exc})"
+            ) from None
     if not callable(tokenizer) or not hasattr(tokenizer, "pad_token_id"):
         raise ConfigError(
             f"tokenizer must be a path or a transformers tokenizer, got {type(tokenizer).__name__}"
         )
     return tokenizer
+
+
+def _skeletons(config: Any, model_dir: Path) -> tuple[Any, set[str], dict[str, tuple[int, ...]]]:
+    """The one-output sequence-classification model ``config`` describes (on the meta device), the
+    tensors it may lack (its new head) and those the file may hold besides (a causal LM's output
+    layer), for :func:`~rlhf_envs.lm.weights.verify_checkpoint`."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rlhf_envs.lm import weights
+
+    config.num_labels = 1
+    try:
+        cls_model = weights.skeleton(config, AutoModelForSequenceClassification)
+    except Exception as exc:  # noqa: BLE001 - no sequence-classification class, sizes that do not build
+        raise ModelFilesError(
+            f"model file {str(model_dir / 'config.json')!r} does not describe a model a reward model can be "
+            f"built on ({type(exc).__name__}: {exc})"
+        ) from None
+    ours = {k: tuple(v.shape) for k, v in cls_model.state_dict().items()}
+    try:
+        causal = weights.skeleton(config, AutoModelForCausalLM).state_dict()
+        other = {k: tuple(v.shape) for k, v in causal.items()}
+    except Exception:  # noqa: BLE001 - an architecture without a causal-LM class
+        other = {}
+    head = _head(cls_model)
+    head_name = next(name for name, m in cls_model.named_modules() if m is head)
+    may_lack = {f"{head_name}.{n}" for n, _ in head.named_parameters()}
+    may_have = {k: v for k, v in other.items() if k not in ours}
+    return cls_model, may_lack, may_have
 
 
 def _head(model: torch.nn.Module) -> torch.nn.Linear:
@@ -221,6 +254,15 @@ class RewardModel:
         batch_size: scoring batch size.
         seed: seeds head initialisation, bootstrap resampling, data order and held-out splits.
         device: torch device.
+        allow_pickle: when ``model`` is a directory, also accept pickle weights
+            (``pytorch_model.bin``, read with ``weights_only=True``); by default only safetensors load.
+
+    A directory's files are checked against its ``config.json`` before anything loads (see
+    :mod:`rlhf_envs.lm.weights`): it must hold a causal LM (whose output layer is replaced by a new
+    one-output head) or a one-output sequence-classification model, with no tensor missing, left
+    over, of the wrong shape or non-finite, and its tokenizer must belong to it
+    (:func:`~rlhf_envs.lm.loading.check_tokenizer_fits`); otherwise a
+    :class:`~rlhf_envs.errors.ModelFilesError` names the file.
     """
 
     def __init__(
@@ -237,6 +279,7 @@ class RewardModel:
         batch_size: int = 64,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        allow_pickle: bool = False,
     ) -> None:
         from transformers import PretrainedConfig
 
@@ -249,6 +292,9 @@ class RewardModel:
         for name, v in (("max_length", max_length), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive int, got {v!r}")
+        if not isinstance(allow_pickle, bool):
+            raise ConfigError(f"allow_pickle must be True or False, got {allow_pickle!r}")
+        self._allow_pickle = allow_pickle
         self.n_members, self.aggregate, self.k = n_members, aggregate, float(k)
         self.normalize, self.max_length, self.append_eos = bool(normalize), max_length, bool(append_eos)
         self.batch_size, self.seed, self.device = batch_size, int(seed), torch.device(device)
@@ -269,7 +315,10 @@ class RewardModel:
                 raise ConfigError(
                     f"{str(model_dir)!r} is not a transformers model directory (no config.json)"
                 )
+            from rlhf_envs.lm.weights import read_config
+
             config = None
+            dir_config = read_config(model_dir)  # checked before the tokenizer loader reads it
         else:
             raise ConfigError(
                 f"model must be a directory, a transformers config or None, got {type(model).__name__}"
@@ -277,9 +326,24 @@ class RewardModel:
 
         self.tokenizer = _load_tokenizer(tokenizer, model_dir)
         tok = self.tokenizer
+        parts = None
+        if model_dir is not None:
+            from rlhf_envs.lm.loading import check_tokenizer_fits, tokenizer_source
+
+            parts = _skeletons(dir_config, model_dir)
+            check_tokenizer_fits(
+                tok,
+                int(parts[0].get_input_embeddings().num_embeddings),
+                dir_config,
+                tokenizer_source(tok),
+                repr(str(model_dir)),
+            )
         if self.append_eos and tok.eos_token_id is None:
+            from rlhf_envs.lm.loading import tokenizer_source
+
             raise ConfigError(
-                "append_eos=True but the tokenizer has no EOS token; set one or pass append_eos=False"
+                f"append_eos=True but the tokenizer {tokenizer_source(tok)} has no EOS token; set one "
+                "(tokenizer.eos_token = ..., then save it again) or pass append_eos=False"
             )
         added = 0
         if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
@@ -287,7 +351,7 @@ class RewardModel:
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(self.seed)
-            first = self._build_first(config, model_dir)
+            first = self._build_first(config, model_dir, dir_config if model_dir is not None else None, parts)
         if added or first.get_input_embeddings().num_embeddings < len(tok):
             first.resize_token_embeddings(len(tok))
         first.config.pad_token_id = tok.pad_token_id
@@ -305,18 +369,40 @@ class RewardModel:
         self.scales = np.ones(n_members)
         self.last_fit: FitReport | None = None
 
-    def _build_first(self, config: Any, model_dir: Path | None) -> torch.nn.Module:
+    def _build_first(
+        self, config: Any, model_dir: Path | None, dir_config: Any = None, parts: tuple | None = None
+    ) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
+
+        from rlhf_envs.lm import weights
 
         tok = self.tokenizer
         if config is not None:
             config.num_labels = 1
             config.pad_token_id = tok.pad_token_id
-            first = AutoModelForSequenceClassification.from_config(config)
-        else:
-            first = AutoModelForSequenceClassification.from_pretrained(
-                str(model_dir), num_labels=1, pad_token_id=tok.pad_token_id
-            )
+            return AutoModelForSequenceClassification.from_config(config)
+        skeleton, may_lack, may_have = parts if parts is not None else _skeletons(dir_config, model_dir)
+        ck = weights.verify_checkpoint(
+            model_dir, skeleton, allow_pickle=self._allow_pickle, may_lack=may_lack, may_have=may_have
+        )
+        dir_config.pad_token_id = tok.pad_token_id
+        try:
+            with weights.quiet_load_report():
+                first, info = AutoModelForSequenceClassification.from_pretrained(
+                    str(model_dir),
+                    config=dir_config,
+                    local_files_only=True,
+                    use_safetensors=None if self._allow_pickle else True,
+                    trust_remote_code=False,
+                    output_loading_info=True,
+                )
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelFilesError(
+                f"could not load a reward-model backbone from {str(model_dir)!r} ({type(exc).__name__}: {exc})"
+            ) from None
+        if not weights.comparable(first):
+            weights.check_loading_info(info, model_dir, ck, may_lack)
+        weights.check_finite(first, ck, model_dir)
         return first
 
     # -- text -> ids --------------------------------------------------------------------------------
@@ -759,6 +845,13 @@ class RewardModel:
             raise DataError(
                 f"reward model {str(path)!r}: cannot be rebuilt from its files ({type(exc).__name__}: {exc})"
             ) from None
+        from rlhf_envs.lm.loading import check_tokenizer_fits, tokenizer_source
+
+        vocab = getattr(config, "vocab_size", None)
+        if isinstance(vocab, int) and not isinstance(vocab, bool):
+            check_tokenizer_fits(
+                rm.tokenizer, vocab, config, tokenizer_source(rm.tokenizer), repr(str(config_file))
+            )
         for m, member in enumerate(rm.members):
             weights_file = path / f"member_{m}.safetensors"
             if not weights_file.is_file():

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from rlhf_envs.errors import ConfigError
+from rlhf_envs.errors import ConfigError, ModelFilesError
 from rlhf_envs.tokenization import HFTokenizer
 
 #: The embedded default model and tokenizer (built by ``rlhf-envs pretrain``).
@@ -122,27 +122,68 @@ def _torch_device(device: str | Any):  # noqa: ANN202
 def load_tokenizer(model: str | os.PathLike | None = None) -> HFTokenizer:
     """Load the tokenizer stored with ``model`` (see :func:`resolve_model_path`).
 
-    Raises a :class:`~rlhf_envs.errors.ConfigError` naming the directory when it has no tokenizer,
-    or when the tokenizer lacks an EOS token or a pad token distinct from EOS.
+    Raises a :class:`~rlhf_envs.errors.ConfigError` naming the directory when it has no tokenizer
+    or its files do not load (a :class:`~rlhf_envs.errors.ModelFilesError`, also for a bad
+    ``config.json``), or when the tokenizer lacks an EOS token or a pad token distinct from EOS.
     """
     path = resolve_model_path(model)
     from transformers import AutoTokenizer
 
+    from rlhf_envs.lm import weights
+
+    local = local_model_dir(path)
+    if (local / "config.json").is_file():  # transformers reads it too: check it first
+        weights.read_config(local)
     try:
-        tok = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"could not load a tokenizer from {path!r}: {exc}. Pass a directory holding tokenizer.json "
-            "saved by tokenizer.save_pretrained(dir), or the name of a model already in the local cache"
-        ) from exc
+        tok = AutoTokenizer.from_pretrained(
+            str(local), use_fast=True, local_files_only=True, trust_remote_code=False
+        )
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, the tokenizers library's own errors
+        raise ModelFilesError(
+            f"could not load a tokenizer from {path!r} ({type(exc).__name__}: {exc}). Pass a directory holding "
+            "tokenizer.json saved by tokenizer.save_pretrained(dir), or the name of a model already in the "
+            "local cache"
+        ) from None
     try:
         return HFTokenizer(tok)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (tokenizer loaded from {path!r}; save it again after the fix)") from None
 
 
-_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
+_MODEL_CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
+
+#: a model may have this many output rows more than its tokenizer has tokens (or
+#: :data:`SPARE_ROWS_FRACTION` of its rows, if that is more); see :func:`check_tokenizer_fits`
+SPARE_ROWS = 128
+SPARE_ROWS_FRACTION = 0.02
+
+
+def local_model_dir(path: str) -> Path:
+    """The directory holding a resolved model (:func:`resolve_model_path`): the path itself, or the
+    snapshot of a hub name in the local Hugging Face cache (never downloaded)."""
+    if Path(path).is_dir():
+        return Path(path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - LocalEntryNotFoundError, HFValidationError, ...
+        raise ConfigError(
+            f"model {path!r} is neither a directory nor a model in the local Hugging Face cache ({exc}); "
+            "pass a directory written by save_pretrained(dir), or model=None for the embedded model"
+        ) from None
+
+
+def _signature(model_dir: Path) -> tuple:
+    """Names, sizes and modification times of the directory's files: a cached model is reused only
+    while its files are unchanged."""
+    out = []
+    for f in sorted(model_dir.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin"):
+            st = f.stat()
+            out.append((f.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def load_causal_lm(
@@ -150,8 +191,15 @@ def load_causal_lm(
     device: str = "cpu",
     dtype: str | Any = "float32",
     cache: bool = True,
+    *,
+    allow_pickle: bool = False,
 ):  # noqa: ANN201 - returns a transformers PreTrainedModel
     """Load a frozen causal LM (``AutoModelForCausalLM``) in eval mode with gradients off.
+
+    The files are checked before and after the load (:mod:`rlhf_envs.lm.weights`): a weight file
+    missing a tensor or holding an extra one, a tensor of the wrong shape, a ``config.json`` that
+    asks for more layers than the weights hold, a truncated file and NaN/inf weights are each a
+    :class:`~rlhf_envs.errors.ModelFilesError` naming the file, never a model with random parts.
 
     Args:
         model: ``None``/``"default"`` for the embedded model, a directory, or a cached hub name.
@@ -159,11 +207,18 @@ def load_causal_lm(
         dtype: ``"float32"`` (default; exact log-probs), ``"bfloat16"``, ``"float16"`` or ``"float64"``.
         cache: share one frozen copy per (path, device, dtype) in this process, so 64 envs or a
             policy and its reference do not each hold their own weights. Callers must not modify
-            a shared model; pass ``cache=False`` for a private, trainable copy.
+            a shared model; pass ``cache=False`` for a private, trainable copy. A cached copy is
+            reused only while the directory's files are unchanged.
+        allow_pickle: also accept pickle weights (``pytorch_model.bin``, read with
+            ``weights_only=True``). Off by default: only safetensors files load. To convert a
+            pickle checkpoint you trust once: ``load_causal_lm(dir, allow_pickle=True).save_pretrained(dir)``.
     """
+    if not isinstance(allow_pickle, bool):
+        raise ConfigError(f"allow_pickle must be True or False, got {allow_pickle!r}")
     path = resolve_model_path(model)
     dev, dt = _torch_device(device), _torch_dtype(dtype)
-    key = (path, str(dev), str(dt))
+    local = local_model_dir(path)
+    key = (path, str(dev), str(dt), allow_pickle, _signature(local))
     if cache:
         with _CACHE_LOCK:
             if key in _MODEL_CACHE:
@@ -171,15 +226,43 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    from rlhf_envs.lm import weights
+
     hf_logging.disable_progress_bar()
+    config = weights.read_config(local)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dt, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+        skeleton = weights.skeleton(config, AutoModelForCausalLM)
+    except ValueError as exc:  # the config names an architecture that is not a causal LM
         raise ConfigError(
+            f"could not load a causal language model from {path!r}: {exc}. Pass a directory written by "
+            "AutoModelForCausalLM's save_pretrained(dir) (config.json + model.safetensors)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - sizes that do not build (n_head = 0, ...)
+        raise ModelFilesError(
+            f"model file {str(local / 'config.json')!r} does not describe a model that can be built "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    ck = weights.verify_checkpoint(local, skeleton, allow_pickle=allow_pickle)
+    try:
+        with weights.quiet_load_report():
+            lm, info = AutoModelForCausalLM.from_pretrained(
+                str(local),
+                config=config,
+                dtype=dt,
+                local_files_only=True,
+                use_safetensors=None if allow_pickle else True,
+                trust_remote_code=False,
+                output_loading_info=True,
+            )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelFilesError(
             f"could not load a causal language model from {path!r}: {exc}. Pass a directory written by "
             "AutoModelForCausalLM's save_pretrained(dir) (config.json + model.safetensors), or the name of "
             "a model already in the local Hugging Face cache"
         ) from exc
+    if not weights.comparable(lm):
+        weights.check_loading_info(info, local, ck)
+    weights.check_finite(lm, ck, local)
     lm.to(dev).eval()
     if cache:
         lm.requires_grad_(False)
@@ -189,14 +272,80 @@ def load_causal_lm(
     return lm
 
 
-def check_compatible(tokenizer: HFTokenizer, lm: Any, where: str) -> None:
-    """The model must have an output row for every token id the tokenizer can produce."""
-    n = lm.get_output_embeddings().weight.shape[0]
-    if n < tokenizer.vocab_size:
-        raise ConfigError(
-            f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {n} output rows; "
-            "after adding tokens call model.resize_token_embeddings(len(tokenizer)) and save again"
+def _token_id_names(config: Any, name: str) -> list[int] | None:
+    value = getattr(config, f"{name}_token_id", None)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    return []  # malformed: agrees with nothing
+
+
+def check_tokenizer_fits(
+    tokenizer: Any, n_rows: int, config: Any, tokenizer_where: str, model_where: str
+) -> None:
+    """Raise :class:`~rlhf_envs.errors.ModelFilesError` unless the tokenizer belongs to the model.
+
+    * Size: the model's output rows ``n_rows`` must be at least the tokenizer's ``len()`` and at
+      most :data:`SPARE_ROWS` (or :data:`SPARE_ROWS_FRACTION` of the rows, if more) beyond it:
+      models are often padded to a round number of rows (GPT-J 50400 rows for 50257 tokens,
+      Qwen2.5 151936 for 151665, Phi-2 51200 for 50295), but a tokenizer far smaller than the
+      model (a 15-token vocabulary beside a 2288-row model) is another model's tokenizer.
+    * Special ids: the tokenizer's pad, EOS and BOS ids (where it has them) lie inside its
+      vocabulary, and equal the ids ``config`` names for them (where it names them; a list of
+      EOS ids must contain the tokenizer's).
+
+    ``tokenizer`` is an :class:`~rlhf_envs.tokenization.HFTokenizer` or a ``transformers``
+    tokenizer; ``tokenizer_where`` and ``model_where`` name the two sides in the message.
+    """
+    hf = getattr(tokenizer, "hf", tokenizer)
+    size = len(hf)
+    spare = max(SPARE_ROWS, int(SPARE_ROWS_FRACTION * n_rows))
+    both = f"the tokenizer {tokenizer_where} and the model {model_where}"
+    if n_rows < size:
+        raise ModelFilesError(
+            f"{both} do not belong together: the tokenizer has {size} tokens but the model only {n_rows} "
+            "output rows; after adding tokens call model.resize_token_embeddings(len(tokenizer)) and save again"
         )
+    if n_rows - size > spare:
+        raise ModelFilesError(
+            f"{both} do not belong together: the tokenizer has {size} tokens but the model {n_rows} output "
+            f"rows (at most {spare} unused rows are allowed); save the tokenizer the model was trained with "
+            "next to it (tokenizer.save_pretrained(dir))"
+        )
+    for name in ("pad", "eos", "bos"):
+        tok_id = getattr(hf, f"{name}_token_id", None)
+        if tok_id is None:
+            continue
+        if not 0 <= int(tok_id) < size:
+            raise ModelFilesError(
+                f"the tokenizer {tokenizer_where}: its {name} id {tok_id} is outside its {size} tokens"
+            )
+        named = _token_id_names(config, name) if config is not None else None
+        if named is not None and int(tok_id) not in named:
+            raise ModelFilesError(
+                f"{both} do not belong together: the tokenizer's {name} id is {tok_id} but the model's "
+                f"config.json says {name}_token_id = {getattr(config, f'{name}_token_id')!r}; "
+                "save them together again (or fix config.json)"
+            )
+
+
+def check_compatible(tokenizer: HFTokenizer, lm: Any, where: str) -> None:
+    """The tokenizer must belong to the model (:func:`check_tokenizer_fits`); ``where`` names the
+    caller and the model in the message."""
+    n = lm.get_output_embeddings().weight.shape[0]
+    check_tokenizer_fits(tokenizer, int(n), getattr(lm, "config", None), tokenizer_source(tokenizer), where)
+
+
+def tokenizer_source(tokenizer: Any) -> str:
+    """Where a tokenizer came from, for messages: its ``tokenizer.json`` (or directory, or class)."""
+    hf = getattr(tokenizer, "hf", tokenizer)
+    name = getattr(hf, "name_or_path", "") or ""
+    if name and (Path(name) / "tokenizer.json").is_file():
+        return repr(str(Path(name) / "tokenizer.json"))
+    return repr(name) if name else type(hf).__name__
 
 
 def context_length(lm: Any) -> int:

@@ -245,12 +245,9 @@ def check_same_tokenizer(task_tokenizer: Any, other: Any, what: str) -> None:
     any error. Tokenizers are compared by their token -> id tables.
     """
 
-    def table(tok: Any) -> tuple:
-        hf = getattr(tok, "hf", None)
-        vocab = hf.get_vocab() if hf is not None else getattr(tok, "tokens", None)
-        return tok.vocab_size, tok.pad_id, tok.eos_id, vocab
+    from rlhf_envs.tokenization import same_tokenizer
 
-    if table(task_tokenizer) != table(other):
+    if not same_tokenizer(task_tokenizer, other):
         raise ConfigValueError(
             f"{what} was saved with a different tokenizer from the task's model ({other!r} vs "
             f"{task_tokenizer!r}); its log-probs would score other tokens. Give a model saved with the "
@@ -314,7 +311,7 @@ class LanguageTask(Task):
             )
         self._lm_cache: Any = None
         lm = self.lm
-        check_compatible(self.tokenizer, lm, f"{name} (model {self.model_path!r})")
+        check_compatible(self.tokenizer, lm, f"{self.model_path!r} (the {name} model)")
         n_ctx = context_length(lm)
         self.max_new_tokens = check_int_range(
             "max_new_tokens",
@@ -358,7 +355,7 @@ class LanguageTask(Task):
         from rlhf_envs.lm.loading import check_compatible, load_causal_lm
 
         ref = load_causal_lm(self.reference_path, self.device, self.dtype)
-        check_compatible(self.tokenizer, ref, f"{self.name} (reference {self.reference_path!r})")
+        check_compatible(self.tokenizer, ref, f"{self.reference_path!r} (the {self.name} reference)")
         return ref
 
     def reference_model_spec(self) -> ReferenceModelSpec | None:
