@@ -43,19 +43,60 @@ Two designs, each fixed before its seeds were run (``DESIGNS``):
   conditions hold, the third does not, so the saving is **not shown**. Concordance +0.014 (sem
   0.008); disagreement does ask about pairs further apart in gold (+0.075, sem 0.020).
 
-In both, a run that never reaches a level is reported as not reached, never imputed, and the ratio
+* ``recorded`` (issue 16; seeds 40-44, fresh; seed 0 was a pilot, stopped after 4 fits, run while
+  the design was written to set the levels; it is not part of any result): the same protocol on
+  **real sentences judged by real people**, where reward learning is limited by data and the noise
+  is real. What changes:
+
+  - the pool: pairs of two different *train*-split sentences of the same domain (movie or Amazon
+    review snippets of :mod:`rlhf_envs.data.hutto2014`; a pair's first sentence uniform over both
+    domains' train sentences, its second uniform over the other train sentences of its domain),
+    instead of two completions of one prompt;
+  - the rater: :class:`~rlhf_envs.feedback.recorded.RecordedRaters` on those sentences (the crowd:
+    each answer draws one real rating of each sentence, the higher is preferred, equal ratings are
+    a tie, label 0.5), instead of a simulated human;
+  - gold: the sentence's published crowd mean rating (-4..+4), instead of VADER;
+  - the held-out set: ``eval_prompts`` groups of ``per_prompt`` different *test*-split sentences
+    (movies and Amazon, drawn without replacement), so "best-of-16" is the crowd mean of the
+    sentence of a group the reward model ranks first, averaged over the groups; concordance is
+    with the crowd mean over all held-out sentences;
+  - sizes (``RECORDED_SIZES``): a pool of 256 pairs, 32 held-out groups of 16, 8 random queries then
+    7 batches of 8 (at most 64 queries), 5 seeds. Why smaller than ``confirm``: on this machine
+    (load average about 15 on two cores while it ran) one fit-and-measure step of the pilot cost
+    about 20 CPU-seconds at the ``confirm`` sizes, so 7+ seeds at those sizes would be about an hour
+    of CPU; at these sizes a seed is about 3 CPU-minutes and the run about 16 (within the ~30 CPU-
+    minute budget, with room for the load).
+
+  The reward model and its fits (:func:`agents.rlhf.fit_reward_model`, ``RLHFConfig`` defaults: a
+  3-member ensemble on the embedded model), the statistic (isotonic) and the pairing of the two
+  rules are those of ``confirm``. Levels (crowd-mean rating points): 0.4, 0.5, 0.6, primary 0.5, set
+  from the pilot (held-out mean -0.005, the crowd's own best of 16 2.74; the pilot's random rule
+  reached -0.34, 0.17, 0.21, 0.51 after 8, 16, 24, 32 queries). **Decision rule**, written down and
+  committed before seeds 40-44 ran, the ``confirm`` rule unchanged: the saving counts as shown
+  when, at the primary level, (1) the ratio of means (over seeds where both rules reached it) is
+  below 1, (2) disagreement needs fewer queries in more seeds than random does (a run that never
+  reaches the level counts as needing more than any that does), and (3) the paired best-of-16 gold
+  difference (disagreement minus random, per seed averaged over the measurements after the first
+  batch) is above zero by more than two standard errors. All three, or not shown. Seeds run one
+  process each (``--seeds 40``, ...), and their CSVs are summarised together with ``--from-csv``.
+
+In all, a run that never reaches a level is reported as not reached, never imputed, and the ratio
 of means is taken over the seeds where both rules reached it. Diagnostics: what each rule asks
 about (mean gold gap of the chosen pairs, share of exact gold ties, share of answers agreeing with
 gold).
 
     python -m benchmarks.query_selection --design confirm --jobs 2   # 10 seeds x 2 rules, ~21 min
     python -m benchmarks.query_selection --jobs 2                    # first: 5 seeds, ~17 min
+    for s in 40 41 42 43 44; do python -m benchmarks.query_selection --design recorded --seeds $s --out runs/qsr/$s; done
+    python -m benchmarks.query_selection --design recorded --from-csv runs/qsr/all.csv   # the 5 CSVs concatenated
     python -m benchmarks.query_selection --quick --out /tmp/qs      # a tiny smoke run
+    python -m benchmarks.query_selection --design recorded --quick --out /tmp/qs
     python -m benchmarks.query_selection --from-csv benchmarks/results/query_selection.csv --out /tmp/qs
                                                   # re-summarise saved runs under a design's rules
 
-Writes ``benchmarks/results/query_selection.{csv,json,png}`` (``first``) and
-``query_selection_confirm.{csv,json,png}`` (``confirm``). The JSON records the loop config the
+Writes ``benchmarks/results/query_selection.{csv,json,png}`` (``first``),
+``query_selection_confirm.{csv,json,png}`` (``confirm``) and ``query_selection_recorded.*``
+(``recorded``; ``--backbone DIR`` fits the reward models on another backbone). The JSON records the loop config the
 reward models were fitted with (``RLHFConfig`` defaults with the rater: no preset) in full.
 """
 
@@ -103,9 +144,21 @@ DESIGNS: dict[str, dict[str, Any]] = {
         primary=0.76,
         stem="query_selection_confirm",
     ),
+    "recorded": dict(
+        seeds=tuple(range(40, 45)),
+        statistic="isotonic",
+        levels=(0.4, 0.5, 0.6),
+        primary=0.5,
+        stem="query_selection_recorded",
+        source="recorded",
+    ),
 }
+#: the review domains of the Hutto & Gilbert data the ``recorded`` design draws sentences from
+RECORDED_DOMAINS = ("movies", "amazon")
 RATER = "Mistake"
 POOL_PAIRS, EVAL_PROMPTS, PER_PROMPT, BATCH, STEPS = 512, 64, 16, 8, 12
+#: the ``recorded`` design's sizes (see the module docstring for why they are smaller)
+RECORDED_SIZES = dict(pool_pairs=256, eval_prompts=32, per_prompt=16, batch=8, steps=8)
 QUICK = dict(pool_pairs=24, eval_prompts=4, per_prompt=4, batch=4, steps=2)
 CSV_KEYS = (
     "seed selection step queries bo_gold concordance chosen_gold_gap chosen_gold_ties "
@@ -164,55 +217,146 @@ def run_seed(
     out: dict[str, Any] = {"setup": setup}
     for rule in RULES:
         human = SimulatedHuman(loop.gold, rater, seed=_seed(seed, 0, 1))
-        first = select_pairs(batch, pool_pairs, "random", np.random.default_rng(_seed(seed, 0, 23)))
-        chosen: list[int] = [int(i) for i in first]
-        labels = list(human.compare([a[i] for i in chosen], [b[i] for i in chosen]).prob_a())
-        rows = []
-        for step in range(steps):
-            t0 = time.perf_counter()
-            rm, _ = fit_reward_model(
-                cfg, [a[i] for i in chosen], [b[i] for i in chosen], labels, _seed(seed, step, 24)
-            )
-            fit_s = time.perf_counter() - t0
-            s = rm.score(held).reshape(eval_prompts, per_prompt)
-            idx = np.asarray(chosen)
-            rows.append(
-                {
-                    "step": step,
-                    "queries": len(chosen),
-                    "bo_gold": float(hg[np.arange(eval_prompts), s.argmax(1)].mean()),
-                    "concordance": concordance(s.ravel(), hg.ravel()),
-                    # what the rule asked about in the batch that produced this model
-                    "chosen_gold_gap": float(np.abs(ga[idx[-batch:]] - gb[idx[-batch:]]).mean()),
-                    "chosen_gold_ties": float(np.mean(ga[idx[-batch:]] == gb[idx[-batch:]])),
-                    "label_gold_agreement": _label_gold_agreement(
-                        labels[-batch:], ga[idx[-batch:]], gb[idx[-batch:]]
-                    ),
-                    "fit_seconds": fit_s,
-                }
-            )
-            if verbose:
-                r = rows[-1]
-                print(
-                    f"  {rule:12s} queries {r['queries']:3d}: best-of-{per_prompt} gold {r['bo_gold']:.3f}, "
-                    f"concordance {r['concordance']:.3f}, asked gold gap {r['chosen_gold_gap']:.3f}",
-                    flush=True,
-                )
-            if step == steps - 1:
-                break
-            rest = np.setdiff1d(np.arange(pool_pairs), idx)
-            dis = (
-                rm.disagreement([a[i] for i in rest], [b[i] for i in rest])
-                if rule == "disagreement"
-                else None
-            )
-            pick = select_pairs(batch, len(rest), rule, np.random.default_rng(_seed(seed, step + 1, 23)), dis)
-            new = [int(rest[i]) for i in pick]
-            chosen += new
-            labels += list(human.compare([a[i] for i in new], [b[i] for i in new]).prob_a())
-        out[rule] = rows
+        _run_rule(out, rule, cfg, human, a, b, ga, gb, held, hg, seed, batch, steps, verbose)
     loop.close()
     return out
+
+
+def recorded_setup(
+    seed: int, pool_pairs: int, eval_prompts: int, per_prompt: int
+) -> tuple[list, list, list, np.ndarray, np.ndarray, list, np.ndarray]:
+    """The ``recorded`` design's fixed pool and held-out set for one seed.
+
+    Returns ``(train_records, a, b, ga, gb, held, hg)``: the pool's two sides as episodes of real
+    train sentences (same domain within a pair) with their crowd means ``ga``, ``gb``; the held-out
+    test sentences as episodes and their crowd means, shape ``(eval_prompts, per_prompt)``.
+    """
+    from rlhf_envs.data import hutto2014
+    from rlhf_envs.feedback.recorded import episode_for
+
+    train = hutto2014.load(RECORDED_DOMAINS, split="train")
+    test = hutto2014.load(RECORDED_DOMAINS, split="test")
+    if eval_prompts * per_prompt > len(test):
+        raise ValueError(
+            f"{eval_prompts} x {per_prompt} held-out sentences, but the test split has {len(test)}"
+        )
+    rng = np.random.default_rng(_seed(seed, 0, 25))
+    by_domain = {d: np.array([k for k, r in enumerate(train) if r.domain == d]) for d in RECORDED_DOMAINS}
+    i = rng.integers(len(train), size=pool_pairs)
+    j = np.empty_like(i)
+    for k, first in enumerate(i):
+        same = by_domain[train[first].domain]
+        pos = int(np.searchsorted(same, first))
+        j[k] = same[(pos + rng.integers(1, len(same))) % len(same)]
+    eps = [episode_for(r) for r in train]
+    a, b = [eps[k] for k in i], [eps[k] for k in j]
+    mean = np.array([r.mean for r in train])
+    pick = rng.choice(len(test), size=eval_prompts * per_prompt, replace=False)
+    held = [episode_for(test[k]) for k in pick]
+    hg = np.array([test[k].mean for k in pick]).reshape(eval_prompts, per_prompt)
+    return train, a, b, mean[i], mean[j], held, hg
+
+
+def run_seed_recorded(
+    seed: int,
+    pool_pairs: int = POOL_PAIRS,
+    eval_prompts: int = EVAL_PROMPTS,
+    per_prompt: int = PER_PROMPT,
+    batch: int = BATCH,
+    steps: int = STEPS,
+    backbone: str = "default",
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Both rules on one seed of the ``recorded`` design (real sentences, recorded raters, crowd-mean
+    gold); the same output as :func:`run_seed`."""
+    from rlhf_envs.feedback.recorded import RecordedRaters
+
+    if batch * steps > pool_pairs:
+        raise ValueError(f"{steps} steps of {batch} queries need a pool of at least {batch * steps} pairs")
+    cfg = RLHFConfig(seed=seed, model=backbone)
+    train, a, b, ga, gb, held, hg = recorded_setup(seed, pool_pairs, eval_prompts, per_prompt)
+    setup = {
+        "pool_gold_mean": float(np.r_[ga, gb].mean()),
+        "pool_gold_ties": float(np.mean(ga == gb)),
+        "eval_gold_mean": float(hg.mean()),
+        "eval_best_of_n_oracle": float(hg.max(1).mean()),
+    }
+    if verbose:
+        print(
+            f"seed {seed}: pool crowd mean {setup['pool_gold_mean']:.3f} (equal means "
+            f"{setup['pool_gold_ties']:.1%}), held-out {setup['eval_gold_mean']:.3f}, the crowd's own "
+            f"best of {per_prompt} {setup['eval_best_of_n_oracle']:.3f}",
+            flush=True,
+        )
+    out: dict[str, Any] = {"setup": setup}
+    for rule in RULES:
+        human = RecordedRaters(train, seed=_seed(seed, 0, 1))
+        _run_rule(out, rule, cfg, human, a, b, ga, gb, held, hg, seed, batch, steps, verbose)
+    return out
+
+
+def _run_rule(
+    out: dict[str, Any],
+    rule: str,
+    cfg: RLHFConfig,
+    human: Any,
+    a: list[Episode],
+    b: list[Episode],
+    ga: np.ndarray,
+    gb: np.ndarray,
+    held: list[Episode],
+    hg: np.ndarray,
+    seed: int,
+    batch: int,
+    steps: int,
+    verbose: bool,
+) -> None:
+    """One rule's query-and-refit run on a fixed pool; appends its rows as ``out[rule]``."""
+    pool_pairs = len(a)
+    eval_prompts, per_prompt = hg.shape
+    first = select_pairs(batch, pool_pairs, "random", np.random.default_rng(_seed(seed, 0, 23)))
+    chosen: list[int] = [int(i) for i in first]
+    labels = list(human.compare([a[i] for i in chosen], [b[i] for i in chosen]).prob_a())
+    rows = []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        rm, _ = fit_reward_model(
+            cfg, [a[i] for i in chosen], [b[i] for i in chosen], labels, _seed(seed, step, 24)
+        )
+        fit_s = time.perf_counter() - t0
+        s = rm.score(held).reshape(eval_prompts, per_prompt)
+        idx = np.asarray(chosen)
+        rows.append(
+            {
+                "step": step,
+                "queries": len(chosen),
+                "bo_gold": float(hg[np.arange(eval_prompts), s.argmax(1)].mean()),
+                "concordance": concordance(s.ravel(), hg.ravel()),
+                # what the rule asked about in the batch that produced this model
+                "chosen_gold_gap": float(np.abs(ga[idx[-batch:]] - gb[idx[-batch:]]).mean()),
+                "chosen_gold_ties": float(np.mean(ga[idx[-batch:]] == gb[idx[-batch:]])),
+                "label_gold_agreement": _label_gold_agreement(
+                    labels[-batch:], ga[idx[-batch:]], gb[idx[-batch:]]
+                ),
+                "fit_seconds": fit_s,
+            }
+        )
+        if verbose:
+            r = rows[-1]
+            print(
+                f"  {rule:12s} queries {r['queries']:3d}: best-of-{per_prompt} gold {r['bo_gold']:.3f}, "
+                f"concordance {r['concordance']:.3f}, asked gold gap {r['chosen_gold_gap']:.3f}",
+                flush=True,
+            )
+        if step == steps - 1:
+            break
+        rest = np.setdiff1d(np.arange(pool_pairs), idx)
+        dis = rm.disagreement([a[i] for i in rest], [b[i] for i in rest]) if rule == "disagreement" else None
+        pick = select_pairs(batch, len(rest), rule, np.random.default_rng(_seed(seed, step + 1, 23)), dis)
+        new = [int(rest[i]) for i in pick]
+        chosen += new
+        labels += list(human.compare([a[i] for i in new], [b[i] for i in new]).prob_a())
+    out[rule] = rows
 
 
 def queries_to_level(rows: list[dict[str, Any]], level: float, statistic: str = "first") -> int | None:
@@ -335,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="seeds run side by side in separate processes")
     p.add_argument("--from-csv", default=None, help="re-summarise this saved CSV instead of running")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument(
+        "--backbone",
+        default="default",
+        help="recorded design: reward-model backbone ('default' or a model directory)",
+    )
     args = p.parse_args(argv)
     design = DESIGNS[args.design]
     levels: tuple[float, ...] = design["levels"]
@@ -343,15 +492,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--jobs must be a positive integer, got {args.jobs}")
     init_torch(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    sizes = (
-        QUICK
-        if args.quick
-        else dict(
-            pool_pairs=POOL_PAIRS, eval_prompts=EVAL_PROMPTS, per_prompt=PER_PROMPT, batch=BATCH, steps=STEPS
-        )
+    full = dict(
+        pool_pairs=POOL_PAIRS, eval_prompts=EVAL_PROMPTS, per_prompt=PER_PROMPT, batch=BATCH, steps=STEPS
     )
+    if design.get("source") == "recorded":
+        full = dict(RECORDED_SIZES)
+    sizes = dict(QUICK) if args.quick else full
     t_all = Timer()
     setup: dict[str, Any] = {}
+    recorded = design.get("source") == "recorded"
+    run = run_seed_recorded if recorded else run_seed
+    if recorded:
+        sizes["backbone"] = args.backbone
     if args.from_csv is not None:
         results = results_from_csv(args.from_csv)
         seeds = sorted(results)
@@ -367,10 +519,10 @@ def main(argv: list[str] | None = None) -> int:
                 initializer=init_torch,
                 initargs=(args.threads,),
             ) as ex:
-                futures = {s: ex.submit(run_seed, s, **sizes) for s in seeds}
+                futures = {s: ex.submit(run, s, **sizes) for s in seeds}
                 results = {s: f.result() for s, f in futures.items()}
         else:
-            results = {s: run_seed(s, **sizes) for s in seeds}
+            results = {s: run(s, **sizes) for s in seeds}
         setup = {f"seed{s}": results[s]["setup"] for s in seeds}
     summary = summarize(results, levels, design["statistic"])
     verdict = decision(summary, primary)
@@ -383,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in results[s][rule]
         ]
         write_csv(stem + ".csv", rows, CSV_KEYS)
-    loop_config = RLHFConfig(rater=RATER).to_json_dict()
+    loop_config = (RLHFConfig(model=args.backbone) if recorded else RLHFConfig(rater=RATER)).to_json_dict()
     loop_config.pop("seed")  # each seed's own
     write_json(
         stem + ".json",
@@ -396,7 +548,12 @@ def main(argv: list[str] | None = None) -> int:
                 "statistic": design["statistic"],
                 "levels": list(levels),
                 "primary": primary,
-                "rater": RATER,
+                "rater": "RecordedRaters (crowd, ties=tie) on real sentences" if recorded else RATER,
+                **(
+                    {"domains": list(RECORDED_DOMAINS), "gold": "crowd mean rating (-4..+4)"}
+                    if recorded
+                    else {}
+                ),
                 **sizes,
             },
             "reward_model": {

@@ -51,6 +51,11 @@ ENTRIES: list[EnvEntry] = [
         "simulated_human",
         description="sentiment judged by a reward model fitted from a simulated human; gold in info",
     ),
+    EnvEntry(
+        f"{NAMESPACE}/HumanRatedReview-v0",
+        "human_rated_review",
+        description="continue a held-out real review opening; judged by a reward model of real people's ratings",
+    ),
 ]
 
 

@@ -64,6 +64,7 @@ FUZZ = settings(
 )
 ENV_IDS = rlhf_envs.list_envs()
 SIM_ID = "RLHF/SimulatedHuman-v0"
+HUMAN_ID = "RLHF/HumanRatedReview-v0"
 N_VEC = 3
 
 LEGAL_OK, CLEAR, UNCLEAR, SILENT, HANG, BROKEN = (
@@ -225,6 +226,8 @@ def base_kwargs(env_id: str, proxy: Path) -> dict[str, Any]:
     kw: dict[str, Any] = {"max_new_tokens": 6}
     if env_id == SIM_ID:
         kw["proxy"] = str(proxy)
+    if env_id == HUMAN_ID:
+        kw["reward_model"] = str(proxy)
     return kw
 
 

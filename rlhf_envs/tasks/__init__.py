@@ -5,7 +5,7 @@ Importing this package registers every task class under its name (``copy``, ``se
 :mod:`rlhf_envs.registration`. Look a task class up with :func:`task_class`.
 """
 
-from rlhf_envs.tasks import language, simulated_human, toy  # noqa: F401  (register their task classes)
+from rlhf_envs.tasks import human_rated, language, simulated_human, toy  # noqa: F401  (register their task classes)
 from rlhf_envs.tasks.base import (
     Prompt,
     PromptBatch,
