@@ -392,7 +392,10 @@ def potential_term(spec: Any, task: Any) -> PotentialShaping:
         if spec == "scripted":
             scorer: Any = ScriptedPrefixScorer(task.feedback, tok)
         elif spec == "marks":
-            scorer = SimulatedTokenMarker(getattr(task, "gold", task.feedback), tok, **options)
+            try:
+                scorer = SimulatedTokenMarker(getattr(task, "gold", task.feedback), tok, **options)
+            except ConfigError as exc:
+                raise type(exc)(f"shaping['potential']: {exc}") from None
         else:
             if not callable(getattr(task.feedback, "score_prefixes", None)):
                 raise ConfigError(

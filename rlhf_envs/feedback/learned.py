@@ -568,9 +568,10 @@ class RewardModel:
         (``agents.human.web_human.token_targets``) and
         :class:`~rlhf_envs.feedback.prefix.marks.SimulatedTokenMarker` give them. The target of the
         state with ``t`` completion tokens is the running sum ``c_t = marks[0] + ... + marks[t - 1]``
-        (``c_0 = 0`` at the prompt's last token), and the loss is the mean squared error of the
-        prefix head (:meth:`score_prefixes`) against ``c_t`` over every prefix: a per-position
-        regression. So after the fit the prefix head is a potential whose steps are the marks
+        (``c_0 = 0`` at the prompt's last token), and the loss is a per-position regression of the
+        prefix head (:meth:`score_prefixes`): the mean squared error of ``Phi(s_t)`` against ``c_t``
+        over every prefix plus that of each step ``Phi(s_{t+1}) - Phi(s_t)`` against the token's
+        mark (the second term makes the local steps, which shaping pays, the direct target). So after the fit the prefix head is a potential whose steps are the marks
         (``Phi(s_{t+1}) - Phi(s_t) ~ mark of token t``), ready for potential-based shaping, and
         the final score of an episode is its net mark.
 
@@ -700,7 +701,13 @@ class RewardModel:
             rows = np.concatenate([np.full(len(t[0]), j) for j, (_, t) in enumerate(batch)])
             cols = np.concatenate([t[0] for _, t in batch])
             target = torch.tensor(np.concatenate([t[1] for _, t in batch]), device=heads.device)
-            return regression_loss(heads[torch.as_tensor(rows), torch.as_tensor(cols)], target)
+            level = regression_loss(heads[torch.as_tensor(rows), torch.as_tensor(cols)], target)
+            # the steps Phi(s_{t+1}) - Phi(s_t) against the marks themselves
+            srows = torch.as_tensor(np.concatenate([np.full(len(t[2]), j) for j, (_, t) in enumerate(batch)]))
+            prev = torch.as_tensor(np.concatenate([t[0][:-1] for _, t in batch]))
+            nxt = torch.as_tensor(np.concatenate([t[0][1:] for _, t in batch]))
+            marks = torch.tensor(np.concatenate([t[2] for _, t in batch]), device=heads.device)
+            return level + regression_loss(heads[srows, nxt] - heads[srows, prev], marks)
         needed = sorted({i for g, _ in batch for i in g})
         pos = {t: j for j, t in enumerate(needed)}
         r = self._forward(member, [texts[i] for i in needed])

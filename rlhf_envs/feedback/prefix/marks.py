@@ -76,8 +76,8 @@ class SimulatedTokenMarker:
                 )
         if isinstance(span, bool) or not isinstance(span, int | np.integer) or not 0 <= span <= 1024:
             raise ConfigError(f"SimulatedTokenMarker: span must be an int in [0, 1024], got {span!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ConfigError(f"SimulatedTokenMarker: seed must be an int >= 0, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+            raise ConfigError(f"SimulatedTokenMarker: seed must be an int in [0, 2**63), got {seed!r}")
         self.gold = ScriptedPrefixScorer(gold, tokenizer, as_finished=True)
         self.tokenizer = tokenizer
         self.threshold, self.scale = float(threshold), float(scale)
