@@ -73,7 +73,9 @@ def test_shaped_return_telescopes_on_every_id(env_id: str, gamma: float) -> None
         assert float(disc @ f) == pytest.approx(gamma**T * phi_T - phi_0, abs=1e-4)
 
 
-@pytest.mark.parametrize("env_id", ["RLHF/Copy-v0", "RLHF/Addition-v0", "RLHF/Length-v0", "RLHF/Sentiment-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["RLHF/Copy-v0", "RLHF/Addition-v0", "RLHF/Length-v0", "RLHF/Sentiment-v0"]
+)
 def test_step_potentials_equal_the_scorer_table_of_the_episode(env_id: str) -> None:
     """The env's per-step Phi values are the scorer's whole-episode prefix table (independent path)."""
     env = gym.make(env_id, shaping={"potential": "scripted"})
@@ -82,7 +84,11 @@ def test_step_potentials_equal_the_scorer_table_of_the_episode(env_id: str) -> N
     env.reset(seed=11)
     phis = []
     while True:
-        a = task.tokenizer.eos_id if rng.random() < 0.08 else int(rng.choice(np.flatnonzero(task.action_mask())))
+        a = (
+            task.tokenizer.eos_id
+            if rng.random() < 0.08
+            else int(rng.choice(np.flatnonzero(task.action_mask())))
+        )
         _, _, term, trunc, info = env.step(a)
         phis.append(info["potential_next"])
         if term or trunc:
@@ -92,7 +98,9 @@ def test_step_potentials_equal_the_scorer_table_of_the_episode(env_id: str) -> N
     table = ScriptedPrefixScorer(task.feedback, task.tokenizer).score_prefixes(batch)[0]
     assert table.shape == (len(phis),)
     np.testing.assert_allclose(table[1:], phis[1:], atol=1e-6)
-    assert table[-1] == pytest.approx(ScriptedPrefixScorer(task.feedback, task.tokenizer).score_states(batch)[0])
+    assert table[-1] == pytest.approx(
+        ScriptedPrefixScorer(task.feedback, task.tokenizer).score_states(batch)[0]
+    )
 
 
 def test_scripted_prefix_scores_of_copy_count_correct_tokens() -> None:
@@ -168,7 +176,12 @@ def test_marker_marks_follow_the_gold_and_noise_is_seeded() -> None:
     batch = as_batch(eps, tok.pad_id)
     clean = SimulatedTokenMarker(Sentiment(), tok).marks(batch)
     words = {"good", "great", "excellent", "bad", "terrible", "awful"}
-    pos = [tok.decode([t]) for e, m in zip(eps, clean, strict=True) for t, x in zip(e.completion_ids, m, strict=True) if x > 0]
+    pos = [
+        tok.decode([t])
+        for e, m in zip(eps, clean, strict=True)
+        for t, x in zip(e.completion_ids, m, strict=True)
+        if x > 0
+    ]
     assert pos and sum(w in words or True for w in pos) == len(pos)
     assert all(set(np.unique(m)) <= {-1.0, 0.0, 1.0} for m in clean)
     assert sum(int((m != 0).sum()) for m in clean) > len(eps)  # marks are given
@@ -237,7 +250,10 @@ def test_learned_prefix_scorer_matches_one_pass_per_prefix(default_rm) -> None:
     table = scorer.score_prefixes(batch)
     np.testing.assert_allclose(table, scorer.score_prefixes_one_by_one(batch), atol=2e-5)
     for b in range(2):  # literally one forward per prefix, each on its own
-        ids = [*batch.prompt_ids[b, : batch.prompt_lengths[b]], *batch.completion_ids[b, : batch.completion_lengths[b]]]
+        ids = [
+            *batch.prompt_ids[b, : batch.prompt_lengths[b]],
+            *batch.completion_ids[b, : batch.completion_lengths[b]],
+        ]
         for t in range(batch.completion_lengths[b] + 1):
             one = rm.score_prefixes([ids[: batch.prompt_lengths[b] + t]])[0][-1]
             assert table[b, t] == pytest.approx(one, abs=2e-5)
@@ -247,7 +263,10 @@ def test_learned_prefix_scorer_matches_one_pass_per_prefix(default_rm) -> None:
     # at an EOS-ended text the prefix head reads where score() reads (on the same ids: score() itself
     # re-encodes the decoded text, which need not give back random ids)
     for b in np.flatnonzero(batch.terminated):
-        ids = [*batch.prompt_ids[b, : batch.prompt_lengths[b]], *batch.completion_ids[b, : batch.completion_lengths[b]]]
+        ids = [
+            *batch.prompt_ids[b, : batch.prompt_lengths[b]],
+            *batch.completion_ids[b, : batch.completion_lengths[b]],
+        ]
         whole = rm.aggregate_scores(rm._scores_of_ids([ids]))[0]
         assert table[b, batch.completion_lengths[b]] == pytest.approx(whole, abs=2e-5)
 
@@ -260,7 +279,9 @@ def test_learned_prefix_scorer_maps_another_vocabulary_token_by_token(default_rm
     f = np.array([i["reward_potential"] for i in infos])
     assert f.sum() == pytest.approx(infos[-1]["potential_next"] - infos[0]["potential_prev"], abs=1e-5)
     tok = gym.make("RLHF/Reverse-v0").unwrapped.task.tokenizer
-    ep = Episode("abc=", "cba", tuple(tok.encode("abc=")), tuple(tok.encode("cba")) + (tok.eos_id,), True, {}, 0)
+    ep = Episode(
+        "abc=", "cba", tuple(tok.encode("abc=")), tuple(tok.encode("cba")) + (tok.eos_id,), True, {}, 0
+    )
     b = as_batch([ep], tok.pad_id)
     scorer = LearnedPrefixScorer(default_rm, tok)
     np.testing.assert_allclose(scorer.score_prefixes(b), scorer.score_prefixes_one_by_one(b), atol=2e-5)
@@ -315,3 +336,57 @@ def test_marks_potential_on_toy_ids_rewards_correct_tokens(env_id: str) -> None:
     for ch in info["target"]:
         _, _, _, _, step = env.step(tok.encode(ch)[0])
         assert step["reward_potential"] == pytest.approx(1.0)
+
+
+# -- the registry-wide env tests with the new feedback models -----------------------------------------
+
+SCORERS = ["scripted", "marks"]
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        i if i in TOY_IDS else pytest.param(i, marks=pytest.mark.slow) for i in ENV_IDS
+    ],  # language: 15-150 s each
+)
+def test_registry_checks_with_potential_shaping(env_id: str, scorer: str) -> None:
+    """Every id with each prefix scorer: the Gymnasium and SB3 checkers (warnings as errors), seeded
+    determinism, pickling mid-episode, and the native vector env against SyncVectorEnv."""
+    import pickle
+    import warnings
+
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+    from test_envs import _assert_same_step, rollout
+
+    shaping = {
+        "potential": {"scorer": scorer, "gamma": 0.97}
+        if scorer == "scripted"
+        else {"scorer": scorer, "flip": 0.1}
+    }
+    env = gym.make(env_id, render_mode="ansi", shaping=shaping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+        sb3_check_env(gym.make(env_id, shaping=shaping).unwrapped, warn=True)
+    a = rollout(gym.make(env_id, shaping=shaping), seed=123, n_steps=30)
+    assert data_equivalence(a, rollout(gym.make(env_id, shaping=shaping), seed=123, n_steps=30))
+    env = gym.make(env_id, shaping=shaping)
+    env.reset(seed=3)
+    env.step(2)
+    clone = pickle.loads(pickle.dumps(env))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        act = int(rng.integers(env.action_space.n))
+        x, y = env.step(act), clone.step(act)
+        assert data_equivalence(x, y)
+        if x[2] or x[3]:
+            assert data_equivalence(env.reset(), clone.reset())
+    n = 3
+    native = gym.make_vec(env_id, num_envs=n, shaping=shaping)
+    sync = SyncVectorEnv([lambda: gym.make(env_id, shaping=shaping) for _ in range(n)])
+    _assert_same_step(native.reset(seed=7), sync.reset(seed=7), -1)
+    for t in range(20):
+        acts = rng.integers(0, native.single_action_space.n, size=n)
+        acts[rng.random(n) < 0.15] = native.eos_id
+        _assert_same_step(native.step(acts), sync.step(acts), t)

@@ -17,6 +17,10 @@ the same episode always gets the same draw, however episodes are batched or cut)
 
 As a prefix scorer, ``Phi(s) = scale * (sum of the marks the person gives when shown s)``, so with
 ``gamma = 1`` the shaping reward of a token is ``scale`` times its mark (spans aside).
+
+Cost: marking a state of ``t`` tokens scores its ``t + 1`` prefixes with the gold (one batched call),
+so an env step with this scorer costs ``O(t)`` gold evaluations: cheap for rules (VADER, word
+counts), noticeable for golds that run a language model (``RLHF/Keywords-v0``'s fluency gate).
 """
 
 from __future__ import annotations
@@ -95,9 +99,9 @@ class SimulatedTokenMarker:
             keys = episode_keys(
                 np.full(len(episodes), self.seed, dtype=np.uint64), np.asarray(episodes.seeds)
             )
-            u = uniforms(keys, 2 * width)
-            marks[u[:, :width] < self.miss] = 0
-            marks[u[:, width:] < self.flip] *= -1
+            u = uniforms(keys, 2 * width)  # token i draws u[:, 2i] and u[:, 2i + 1], whatever the width
+            marks[u[:, 0::2] < self.miss] = 0
+            marks[u[:, 1::2] < self.flip] *= -1
         return marks
 
     def _spread(self, marks: np.ndarray) -> np.ndarray:
