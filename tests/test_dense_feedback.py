@@ -93,11 +93,10 @@ def test_step_potentials_equal_the_scorer_table_of_the_episode(env_id: str) -> N
         phis.append(info["potential_next"])
         if term or trunc:
             break
-    phis.insert(0, info["potential_prev"] if len(phis) == 1 else None)
     batch = env.unwrapped._current_episode()
     table = ScriptedPrefixScorer(task.feedback, task.tokenizer).score_prefixes(batch)[0]
-    assert table.shape == (len(phis),)
-    np.testing.assert_allclose(table[1:], phis[1:], atol=1e-6)
+    assert table.shape == (len(phis) + 1,)
+    np.testing.assert_allclose(table[1:], phis, atol=1e-6)
     assert table[-1] == pytest.approx(
         ScriptedPrefixScorer(task.feedback, task.tokenizer).score_states(batch)[0]
     )
@@ -289,7 +288,7 @@ def test_learned_prefix_scorer_maps_another_vocabulary_token_by_token(default_rm
 
 def test_learned_scorer_is_available_on_the_simulated_human_id() -> None:
     shaped = _episodes_with_shaping("RLHF/SimulatedHuman-v0", {"potential": "learned"}, 0, 2)
-    for rs, infos, _ in shaped:
+    for _, infos, _ in shaped:
         f = np.array([i["reward_potential"] for i in infos])
         assert np.isfinite(f).all() and np.abs(f).sum() > 0
 

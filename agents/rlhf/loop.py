@@ -31,7 +31,7 @@ from agents.rlhf.persistence import (
     restore_human_state,
 )
 from agents.rlhf.queries import select_pairs
-from agents.rlhf.reward_fitting import fit_reward_model
+from agents.rlhf.reward_fitting import fit_reward_model, token_mark_targets
 from agents.rlhf.streams import Stream, stream_seed
 from rlhf_envs.errors import BudgetExhaustedError, ConfigError
 from rlhf_envs.feedback.base import Episode
@@ -283,7 +283,7 @@ class RLHFLoop:
         b = [episode_from_json(x) for rec in self.feedback for x in rec["b"]]
         labels = [x for rec in self.feedback for x in rec["labels"]]
         seed = stream_seed(self.config.seed, r, Stream.REWARD_MODEL_FIT)
-        return fit_reward_model(self.config, a, b, labels, seed)
+        return fit_reward_model(self.config, a, b, labels, seed, token_mark_targets(self.human))
 
     def evaluate(self, r: int) -> dict[str, float]:
         """Proxy, gold and KL to the initial policy on ``eval_episodes`` fresh episodes.
