@@ -229,6 +229,7 @@ def prefix_speed(n_episodes: int = 64, rounds: int = 5) -> dict[str, Any]:
     from rlhf_envs.feedback.base import Episode
     from rlhf_envs.feedback.learned import RewardModel
     from rlhf_envs.feedback.prefix import LearnedPrefixScorer, as_batch
+    from rlhf_envs.lm.sampling import sample_with_logprobs
 
     env = gym.make("RLHF/Sentiment-v0", ref_logprobs=False)
     task = env.unwrapped.task

@@ -63,7 +63,7 @@ def test_web_token_marks_reach_the_loop_fit(tmp_path) -> None:
     rm, log = fit_reward_model(cfg, eps[:2], eps[2:], [1.0, 0.0], seed=0, token_marks=targets)
     assert log["rm_mark_episodes"] == 4 and np.isfinite(log["rm_marks_loss"])
     table = LearnedPrefixScorer(rm, tok).score_prefixes(as_batch([e for e, _ in targets], tok.pad_id))
-    for b, (ep, marks) in enumerate(targets):
+    for b, (_, marks) in enumerate(targets):
         steps = np.diff(table[b, : len(marks) + 1])
         assert np.sign(steps[-2]) == np.sign(marks[-2])  # the marked word moves the potential its way
     _, plain = fit_reward_model(cfg, eps[:2], eps[2:], [1.0, 0.0], seed=0)
