@@ -254,7 +254,7 @@ def prefix_speed(n_episodes: int = 64, rounds: int = 5) -> dict[str, Any]:
     rm = RewardModel(seed=0)
     scorer = LearnedPrefixScorer(rm, task.tokenizer)
 
-    def one_by_one() -> np.ndarray:
+    def one_by_one(batch: Any) -> np.ndarray:
         out = np.zeros((len(batch), int(batch.completion_lengths.max()) + 1), dtype=np.float32)
         for b in range(len(batch)):
             ids, ends = scorer.aligner.align(
