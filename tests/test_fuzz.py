@@ -543,12 +543,46 @@ def _either_if(rule: Callable[[Any], bool]) -> Callable[[Any], bool | None]:
     return lambda v: None if rule(v) else False
 
 
+#: values of shaping={"potential": ...}: named scorers, dicts with options, and wrong values
+POTENTIAL_SPECS = st.one_of(
+    st.sampled_from(["scripted", "marks", "learned", "oracle", 3, None, "Scripted"]),
+    st.fixed_dictionaries(
+        {"scorer": st.sampled_from(["scripted", "marks", "x"])},
+        optional={"gamma": NUMBERS, "scale": NUMBERS, "flip": NUMBERS, "span": NUMBERS, "seed": NUMBERS},
+    ),
+)
+_MARKER_OPTIONS = {"flip": _float_in(0, 1), "span": _int_in(0, 1024), "seed": _int_in(0, 2**63 - 1)}
+
+
+def _potential_rule(v: Any) -> bool | None:
+    """Legal: "scripted" / "marks" or a dict of them with gamma in [0, 1], scale in [0, 1e6] and
+    (marks only) the marker's options; "learned" needs a reward-model feedback (SimulatedHuman-v0)."""
+    if isinstance(v, str):
+        return True if v in ("scripted", "marks") else (None if v == "learned" else False)
+    if not isinstance(v, dict) or v.get("scorer") not in ("scripted", "marks"):
+        return False
+    ok = _float_in(0, 1)(v.get("gamma", 1.0)) and _float_in(0, 1e6)(v.get("scale", 1.0))
+    for key, rule in _MARKER_OPTIONS.items():
+        if key in v:
+            ok = ok and v["scorer"] == "marks" and rule(v[key])
+    return ok
+
+
 def _shaping_rule(v: Any) -> bool | None:
     if v is None:
         return True
     if not isinstance(v, dict):
         return False
-    return all(k in ("step_penalty", "repeat_penalty") and _float_in(0, 1e6)(c) for k, c in v.items())
+    verdict: bool | None = True
+    for k, c in v.items():
+        if k == "potential":
+            r = _potential_rule(c)
+            if r is False:
+                return False
+            verdict = None if r is None else verdict
+        elif not (k in ("step_penalty", "repeat_penalty") and _float_in(0, 1e6)(c)):
+            return False
+    return verdict
 
 
 class _Feedback:
@@ -569,6 +603,7 @@ COMMON_FIELDS: dict[str, tuple[st.SearchStrategy, Callable[[Any], bool | None]]]
                 st.sampled_from(["step_penalty", "repeat_penalty", "kl", "x"]), NUMBERS, max_size=2
             ),
             st.sampled_from(["step_penalty", 0.1, [1]]),
+            st.fixed_dictionaries({"potential": POTENTIAL_SPECS}, optional={"step_penalty": NUMBERS}),
         ),
         _shaping_rule,
     ),

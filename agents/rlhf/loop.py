@@ -31,7 +31,11 @@ from agents.rlhf.persistence import (
     restore_human_state,
 )
 from agents.rlhf.queries import select_pairs
-from agents.rlhf.reward_fitting import fit_reward_model, fit_reward_model_on_ratings
+from agents.rlhf.reward_fitting import (
+    fit_reward_model,
+    fit_reward_model_on_ratings,
+    token_mark_targets,
+)
 from agents.rlhf.streams import Stream, stream_seed
 from rlhf_envs.errors import BudgetExhaustedError, ConfigError, FeedbackError
 from rlhf_envs.feedback.base import Episode
@@ -342,14 +346,16 @@ class RLHFLoop:
 
     def _fit(self, r: int) -> tuple[RewardModel, dict[str, Any]]:
         """Refit the reward model from scratch on every answer so far: Bradley-Terry on pairwise
-        answers, regression on ratings (``config.query_kind``; a run holds one kind)."""
+        answers, regression on ratings (``config.query_kind``; a run holds one kind), then the
+        web app's per-token marks, if any, as dense targets."""
         seed = stream_seed(self.config.seed, r, Stream.REWARD_MODEL_FIT)
         labels = [x for rec in self.feedback for x in rec["labels"]]
         a = [episode_from_json(x) for rec in self.feedback for x in rec["a"]]
+        marks = token_mark_targets(self.human)
         if self.config.query_kind == "rating":
-            return fit_reward_model_on_ratings(self.config, a, labels, seed)
+            return fit_reward_model_on_ratings(self.config, a, labels, seed, marks)
         b = [episode_from_json(x) for rec in self.feedback for x in rec["b"]]
-        return fit_reward_model(self.config, a, b, labels, seed)
+        return fit_reward_model(self.config, a, b, labels, seed, marks)
 
     def evaluate(self, r: int) -> dict[str, float]:
         """Proxy, gold and KL to the initial policy on ``eval_episodes`` fresh episodes.

@@ -31,10 +31,40 @@ def finish_episodes(
     (``prompt``, ``completion`` and the task's extras such as ``success``). ``seeds`` are the
     episodes' feedback seeds (:func:`rlhf_envs.seeding.key_to_seed` of their episode keys).
     """
-    completions = decode_batch(task.tokenizer, completion_ids, completion_lengths)
-    batch = EpisodeBatch(
+    batch = episode_batch(
+        task,
+        prompt_ids,
+        prompt_lengths,
+        prompts,
+        completion_ids,
+        completion_lengths,
+        terminated,
+        seeds,
+        metadata,
+    )
+    scores = score_episodes(task.feedback, batch)
+    infos = {"prompt": prompts, "completion": batch.completions, **task.episode_infos(batch)}
+    return scores, batch, infos
+
+
+def episode_batch(
+    task: Task,
+    prompt_ids: np.ndarray,
+    prompt_lengths: np.ndarray,
+    prompts: np.ndarray,
+    completion_ids: np.ndarray,
+    completion_lengths: np.ndarray,
+    terminated: np.ndarray,
+    seeds: np.ndarray,
+    metadata: dict[str, np.ndarray],
+) -> EpisodeBatch:
+    """The :class:`EpisodeBatch` of these (finished or unfinished) episodes, completions decoded.
+
+    Finished episodes go to the feedback model through it; unfinished ones (the current prefixes)
+    go to shaping terms that ask for ``episodes`` (potential-based shaping)."""
+    return EpisodeBatch(
         prompts=prompts,
-        completions=completions,
+        completions=decode_batch(task.tokenizer, completion_ids, completion_lengths),
         prompt_ids=prompt_ids,
         prompt_lengths=prompt_lengths,
         completion_ids=completion_ids,
@@ -44,9 +74,6 @@ def finish_episodes(
         metadata=metadata,
         pad_id=task.tokenizer.pad_id,
     )
-    scores = score_episodes(task.feedback, batch)
-    infos = {"prompt": prompts, "completion": completions, **task.episode_infos(batch)}
-    return scores, batch, infos
 
 
 def reset_info_keys(task: Task, metadata: dict[str, np.ndarray]) -> list[str]:

@@ -9,8 +9,8 @@ import numpy as np
 from gymnasium import spaces
 
 from rlhf_envs.envs.rendering import RENDER_MODES, check_render_mode, text_frame
-from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
-from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
+from rlhf_envs.envs.scoring import episode_batch, finish_episodes, reset_info_keys
+from rlhf_envs.envs.shaping import bind_tokenizer, call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.envs.spaces import check_action, check_options, check_seed, make_env_task, observation_space
 from rlhf_envs.errors import EpisodeFinishedError
 from rlhf_envs.seeding import episode_keys, key_to_seed, stream_key
@@ -72,7 +72,14 @@ class TextGenerationEnv(gym.Env):
       ``"rgb_array"`` (that text drawn on an image, :mod:`rlhf_envs.envs.rendering`; what SB3's
       ``make_vec_env`` asks for, and what ``gym.make`` builds ``"human"`` on).
     * ``shaping``: ``None``, ``{"step_penalty": c, "repeat_penalty": c}`` (coefficients finite, in
-      ``[0, 1e6]``), or a list of :class:`~rlhf_envs.envs.shaping.ShapingTerm`.
+      ``[0, 1e6]``), or a list of :class:`~rlhf_envs.envs.shaping.ShapingTerm`. The key
+      ``"potential"`` adds potential-based shaping from a prefix scorer,
+      ``F_t = scale * (gamma * Phi(s_{t+1}) - Phi(s_t))`` (``reward_potential`` in ``info``):
+      ``{"potential": "scripted"}`` (the task's own score of every prefix), ``"marks"`` (a
+      simulated person marking tokens good or bad), ``"learned"`` (a reward-model feedback's head at
+      every prefix), a prefix scorer object, or ``{"potential": {"scorer": ..., "gamma": 1.0,
+      "scale": 1.0}}``; ``gamma`` (in ``[0, 1]``, default 1) must be the learner's discount
+      (:class:`~rlhf_envs.envs.shaping.PotentialShaping`).
     * ``feedback``: ``None`` (the task's own) or any object with ``score(episodes) -> float[B]``
       (a :class:`~rlhf_envs.feedback.FeedbackModel`): it replaces the task's feedback model, so
       ``gym.make(id, feedback=my_model)`` scores the task's episodes with ``my_model``.
@@ -102,7 +109,9 @@ class TextGenerationEnv(gym.Env):
     ) -> None:
         self.render_mode = check_render_mode(render_mode)
         self.task = make_env_task(task, feedback, task_kwargs)
-        self.shaping = make_shaping(shaping) + task_terms(self.task)
+        self.shaping = bind_tokenizer(make_shaping(shaping, self.task), self.task.tokenizer) + task_terms(
+            self.task
+        )
         self._env0 = np.zeros(1, dtype=np.int64)
         tok = self.task.tokenizer
         self.vocab_size = tok.vocab_size
@@ -161,7 +170,14 @@ class TextGenerationEnv(gym.Env):
 
         reward = np.float32(0.0)
         for term in self.shaping:
-            rs, extra = call_term(term, self._ids[None], np.array([self._length]), np.array([a]), self._env0)
+            rs, extra = call_term(
+                term,
+                self._ids[None],
+                np.array([self._length]),
+                np.array([a]),
+                self._env0,
+                self._current_episode,
+            )
             r = np.float32(rs[0])
             info[f"reward_{term.name}"] = float(r)
             info.update({key: float(value[0]) for key, value in extra.items()})
@@ -207,6 +223,17 @@ class TextGenerationEnv(gym.Env):
         return self._mask.astype(bool)
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _current_episode(self):  # noqa: ANN202
+        """The episode so far (prompt plus the completion up to this step) as a batch of one."""
+        p = self._prompt
+        n = self._length - self._prompt_len
+        comp = self._ids[None, self._prompt_len : self._length].copy()
+        done = bool(n and comp[0, -1] == self.eos_id)
+        return episode_batch(
+            self.task, p.ids, p.lengths, p.texts, comp, np.array([n]), np.array([done]),
+            key_to_seed(self._key), p.metadata,
+        )  # fmt: skip
 
     def _obs(self) -> dict[str, np.ndarray]:
         mask = np.zeros(self.max_length, dtype=np.int8)

@@ -27,8 +27,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlhf_envs.envs.rendering import RENDER_MODES, check_render_mode, text_frame
-from rlhf_envs.envs.scoring import finish_episodes, reset_info_keys
-from rlhf_envs.envs.shaping import call_term, make_shaping, reset_terms, task_terms
+from rlhf_envs.envs.scoring import episode_batch, finish_episodes, reset_info_keys
+from rlhf_envs.envs.shaping import bind_tokenizer, call_term, make_shaping, reset_terms, task_terms
 from rlhf_envs.envs.spaces import check_options, check_seed, make_env_task, observation_space
 from rlhf_envs.errors import (
     ActionTypeError,
@@ -105,7 +105,9 @@ class TextGenerationVectorEnv(VectorEnv):
         self.num_envs = n = int(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.shaping = make_shaping(shaping) + task_terms(self.task)
+        self.shaping = bind_tokenizer(make_shaping(shaping, self.task), self.task.tokenizer) + task_terms(
+            self.task
+        )
 
         tok = self.task.tokenizer
         self.vocab_size, self.pad_id, self.eos_id = tok.vocab_size, tok.pad_id, tok.eos_id
@@ -265,9 +267,16 @@ class TextGenerationVectorEnv(VectorEnv):
             rewards = np.zeros(n, dtype=np.float32)
             act_idx = self._rows if active is None else active.nonzero()[0]
             ids, lens, acts = self._ids[act_idx], lengths[act_idx], actions[act_idx]
+            built: list = []
+
+            def episodes():  # noqa: ANN202 - the active rows' prefixes, built once per step if asked for
+                if not built:
+                    built.append(self._current_episodes(act_idx, terminated[act_idx]))
+                return built[0]
+
             for term in self.shaping:
                 r = np.zeros(n, dtype=np.float32)
-                rs, extra = call_term(term, ids, lens, acts, act_idx)
+                rs, extra = call_term(term, ids, lens, acts, act_idx, episodes)
                 r[act_idx] = rs
                 rewards += r
                 step_values[f"reward_{term.name}"] = r.astype(np.float64)
@@ -429,6 +438,23 @@ class TextGenerationVectorEnv(VectorEnv):
             {k: v.take(slot, axis=0) for k, v in self._pool_meta.items()},
         )
         return scores, end_info
+
+    def _current_episodes(self, idx: np.ndarray, terminated: np.ndarray) -> Any:
+        """Sub-envs ``idx``'s episodes so far (prompt plus completion up to this step), as a batch."""
+        slot = self._slot[idx]
+        prompt_lengths = self._pool_lengths[slot]
+        starts = self._row_offsets[idx] + prompt_lengths
+        return episode_batch(
+            self.task,
+            self._pool_ids.take(slot, axis=0)[:, : self.max_prompt_tokens],
+            prompt_lengths,
+            self._pool_texts[slot],
+            self._windows[starts].copy(),
+            self._lengths[idx] - prompt_lengths,
+            terminated,
+            self._pool_seeds[slot],
+            {k: v.take(slot, axis=0) for k, v in self._pool_meta.items()},
+        )
 
     def _reset_envs(self, idx: np.ndarray, sel: np.ndarray, infos: dict[str, Any]) -> None:
         """Start new episodes in sub-envs ``idx`` (``sel`` is the same as a bool mask).

@@ -11,9 +11,13 @@ lm-human-preferences and TRL. It fits from
   0.5),
 * rankings (Plackett-Luce: the best item is chosen by softmax among all, then the next among the
   rest, and so on),
+* per-token marks (dense targets: :meth:`RewardModel.fit_token_marks` regresses the head at every
+  prefix on the running sum of the marks),
 
 and is itself a :class:`~rlhf_envs.feedback.FeedbackModel` (``score(episodes)``), so it can be an
-env's reward directly. An ensemble of ``n_members`` models, each trained on a bootstrap resample of
+env's reward directly. :meth:`RewardModel.score_prefixes` applies the head at every position, so the
+score of every prefix of a text costs one causal forward pass (the learned prefix scorer of
+:mod:`rlhf_envs.feedback.prefix.learned`). An ensemble of ``n_members`` models, each trained on a bootstrap resample of
 the training data (Christiano et al. 2017), gives an uncertainty estimate; ``aggregate`` turns the
 members' scores into one: ``"mean"``, ``"mean_minus_std"`` (mean minus ``k`` standard deviations, a
 pessimistic reward against over-optimisation) or ``"min"``.
@@ -138,7 +142,7 @@ class FitReport:
     """What a fit did and how well it generalises.
 
     Attributes:
-        kind: ``"ratings"``, ``"preferences"`` or ``"rankings"``.
+        kind: ``"ratings"``, ``"preferences"``, ``"rankings"`` or ``"token_marks"``.
         n_train, n_val: number of training and held-out examples (pairs, rankings or ratings).
         val_accuracy: held-out pairwise accuracy of the aggregated score: for preferences, the
             share of held-out non-tie pairs ordered as labelled; for rankings, the share of all
@@ -511,6 +515,62 @@ class RewardModel:
         """Standard deviation of the members' scores (0 for a single model)."""
         return self.member_scores(items).std(0).astype(np.float32)
 
+    # -- every prefix in one pass -------------------------------------------------------------------
+
+    def _prefix_forward(self, member: torch.nn.Module, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The reward head applied at every position: ``(B, W)``, position ``j`` reading tokens ``0..j``.
+
+        The backbone runs once; the one-output head (a linear map of the last hidden state, which is
+        what decoder ``*ForSequenceClassification`` models apply before picking the last real token)
+        is applied to every position's hidden state. At a sequence's last real token this is exactly
+        the score :meth:`score_texts` reads there; causal attention makes position ``j`` independent
+        of everything after it, padding included.
+        """
+        input_ids, mask = self._batch(ids)
+        hidden = member.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return _head(member)(hidden)[..., 0].float()
+
+    @torch.inference_mode()
+    def score_prefixes(self, ids: Sequence[Sequence[int]], batch_size: int | None = None) -> list[np.ndarray]:
+        """The aggregated reward of every prefix of each token-id sequence, one forward pass per batch.
+
+        Args:
+            ids: sequences of this model's token ids (no EOS is appended: entry ``j`` of the result
+                scores the prefix ``ids[:j + 1]`` as it stands).
+            batch_size: sequences per forward pass (default: the model's ``batch_size``).
+
+        Returns:
+            per sequence a float32 array of its length; entry ``j`` equals
+            ``score_prefixes([ids[:j + 1]])[0][-1]`` (one pass per prefix) up to float rounding.
+            Member scores are normalised with the fitted offsets and scales and then aggregated as in
+            :meth:`score_texts`.
+        """
+        seqs = [list(x) for x in ids]
+        for i, x in enumerate(seqs):
+            if not x:
+                raise FeedbackError(f"score_prefixes: sequence {i} is empty; there is nothing to score")
+            if len(x) > self.max_length:
+                raise FeedbackError(
+                    f"score_prefixes: sequence {i} has {len(x)} tokens, more than max_length={self.max_length}"
+                )
+        bs = batch_size or self.batch_size
+        order = np.argsort([len(x) for x in seqs], kind="stable")
+        per: list[list[np.ndarray]] = [[np.empty(0)] * len(seqs) for _ in self.members]
+        for m, member in enumerate(self.members):
+            member.eval()
+            for start in range(0, len(seqs), bs):
+                idx = order[start : start + bs]
+                vals = self._prefix_forward(member, [seqs[i] for i in idx]).cpu().numpy().astype(np.float64)
+                for j, i in enumerate(idx):
+                    per[m][i] = (vals[j, : len(seqs[i])] - self.offsets[m]) / self.scales[m]
+        out = []
+        for i in range(len(seqs)):
+            agg = self.aggregate_scores(np.stack([per[m][i] for m in range(self.n_members)]))
+            if not np.all(np.isfinite(agg)):
+                raise FeedbackError(f"RewardModel: a prefix score of sequence {i} is not finite")
+            out.append(agg.astype(np.float32))
+        return out
+
     # -- fitting ------------------------------------------------------------------------------------
 
     def fit_ratings(self, items: Sequence[Text], ratings: Sequence[float], **kw: Any) -> FitReport:
@@ -580,6 +640,64 @@ class RewardModel:
             pos += n
         return self._fit("rankings", texts, groups, **kw)
 
+    def fit_token_marks(
+        self,
+        episodes: Sequence[Episode],
+        marks: Sequence[Sequence[float]],
+        tokenizer: Any = None,
+        **kw: Any,
+    ) -> FitReport:
+        """Fit the prefix head on per-token marks: dense targets, one per prefix of each episode.
+
+        ``marks[i][t]`` is the mark of completion token ``t`` of ``episodes[i]`` (+1 good, -1 bad,
+        0 unmarked, or a mean over raters in between), as the web app's per-token answers
+        (``agents.human.web_human.token_targets``) and
+        :class:`~rlhf_envs.feedback.prefix.marks.SimulatedTokenMarker` give them. The target of the
+        state with ``t`` completion tokens is the running sum ``c_t = marks[0] + ... + marks[t - 1]``
+        (``c_0 = 0`` at the prompt's last token), and the loss is a per-position regression of the
+        prefix head (:meth:`score_prefixes`): the mean squared error of ``Phi(s_t)`` against ``c_t``
+        over every prefix plus that of each step ``Phi(s_{t+1}) - Phi(s_t)`` against the token's
+        mark (the second term makes the local steps, which shaping pays, the direct target). So after the fit the prefix head is a potential whose steps are the marks
+        (``Phi(s_{t+1}) - Phi(s_t) ~ mark of token t``), ready for potential-based shaping, and
+        the final score of an episode is its net mark.
+
+        Args:
+            episodes: episodes with ``prompt_ids`` and ``completion_ids``.
+            marks: one float sequence per episode, as long as its ``completion_ids``.
+            tokenizer: the tokenizer of those ids (``None``: they are this model's own ids);
+                another vocabulary is mapped token by token
+                (:class:`~rlhf_envs.feedback.prefix.learned.TokenAligner`).
+            **kw: the options of every fit (``epochs``, ``lr``, ``train_batch_size``,
+                ``val_fraction``, ...). Offsets and scales are reset (targets are in marks).
+
+        The report's ``val_accuracy`` is the share of held-out marked tokens (mark != 0) whose
+        predicted step ``Phi(s_{t+1}) - Phi(s_t)`` has the mark's sign; ``extra["val_mse"]`` the
+        held-out per-prefix squared error.
+        """
+        from rlhf_envs.feedback.prefix.learned import TokenAligner
+
+        if len(episodes) != len(marks):
+            raise FeedbackError(f"fit_token_marks: {len(episodes)} episodes but {len(marks)} mark arrays")
+        aligner = TokenAligner(self.tokenizer, tokenizer)
+        texts, groups = [], []
+        for i, (ep, mk) in enumerate(zip(episodes, marks, strict=True)):
+            if not isinstance(ep, Episode):
+                raise FeedbackError(f"fit_token_marks: item {i} is {type(ep).__name__}, not an Episode")
+            y = np.asarray(mk, dtype=np.float64)
+            if y.shape != (len(ep.completion_ids),) or not np.all(np.isfinite(y)):
+                raise FeedbackError(
+                    f"fit_token_marks: marks {i} must be {len(ep.completion_ids)} finite numbers (one per "
+                    f"completion token), got shape {y.shape}"
+                )
+            ids, ends = aligner.align(ep.prompt_ids, ep.completion_ids)
+            if len(ids) > self.max_length:
+                raise FeedbackError(
+                    f"fit_token_marks: episode {i} has {len(ids)} tokens, more than max_length={self.max_length}"
+                )
+            texts.append(ids)
+            groups.append(((i,), (ends - 1, np.concatenate([[0.0], np.cumsum(y)]), y)))
+        return self._fit("token_marks", texts, groups, **kw)
+
     def _intern(self, items: Sequence[Text]) -> tuple[list[list[int]], list[int]]:
         """Encode the distinct texts once; return their ids and each item's index into them."""
         strings = [self._text(x) for x in items]
@@ -647,7 +765,7 @@ class RewardModel:
             )
         self.offsets[:] = 0.0
         self.scales[:] = 1.0
-        if self.normalize:
+        if self.normalize and kind != "token_marks":  # (token-mark targets are in marks already)
             used = sorted({i for g, _ in train for i in g})
             raw = self._scores_of_ids([texts[i] for i in used])
             self.offsets = raw.mean(1)
@@ -664,6 +782,18 @@ class RewardModel:
     def _group_loss(
         self, member: torch.nn.Module, kind: str, texts: list[list[int]], batch: list, random_fraction: float
     ) -> torch.Tensor:
+        if kind == "token_marks":
+            heads = self._prefix_forward(member, [texts[g[0]] for g, _ in batch])
+            rows = np.concatenate([np.full(len(t[0]), j) for j, (_, t) in enumerate(batch)])
+            cols = np.concatenate([t[0] for _, t in batch])
+            target = torch.tensor(np.concatenate([t[1] for _, t in batch]), device=heads.device)
+            level = regression_loss(heads[torch.as_tensor(rows), torch.as_tensor(cols)], target)
+            # the steps Phi(s_{t+1}) - Phi(s_t) against the marks themselves
+            srows = torch.as_tensor(np.concatenate([np.full(len(t[2]), j) for j, (_, t) in enumerate(batch)]))
+            prev = torch.as_tensor(np.concatenate([t[0][:-1] for _, t in batch]))
+            nxt = torch.as_tensor(np.concatenate([t[0][1:] for _, t in batch]))
+            marks = torch.tensor(np.concatenate([t[2] for _, t in batch]), device=heads.device)
+            return level + regression_loss(heads[srows, nxt] - heads[srows, prev], marks)
         needed = sorted({i for g, _ in batch for i in g})
         pos = {t: j for j, t in enumerate(needed)}
         r = self._forward(member, [texts[i] for i in needed])
@@ -742,6 +872,8 @@ class RewardModel:
         nan = float("nan")
         if not val:
             return FitReport(kind, 0, 0, nan, nan, [], 0.0)
+        if kind == "token_marks":
+            return self._evaluate_marks(texts, val)
         used = sorted({i for g, _ in val for i in g})
         s = dict(zip(used, self.aggregate_scores(self._scores_of_ids([texts[i] for i in used])), strict=True))
         val_loss = float(self._group_loss(self.members[0], kind, texts, val, random_fraction))
@@ -762,6 +894,18 @@ class RewardModel:
                 extra["val_pearson"] = float(np.corrcoef(pred, y)[0, 1])
         acc = float(np.mean(hits)) if hits else nan
         return FitReport(kind, 0, len(val), acc, val_loss, [], 0.0, extra)
+
+    def _evaluate_marks(self, texts: list[list[int]], val: list) -> FitReport:
+        heads = self.score_prefixes([texts[g[0]] for g, _ in val])
+        sq, hits = [], []
+        for h, (_, (pos, target, y)) in zip(heads, val, strict=True):
+            phi = h[pos].astype(np.float64)
+            sq.append((phi - target) ** 2)
+            step = np.diff(phi)
+            hits.extend((np.sign(step) == np.sign(y))[y != 0].tolist())
+        mse = float(np.mean(np.concatenate(sq)))
+        acc = float(np.mean(hits)) if hits else float("nan")
+        return FitReport("token_marks", 0, len(val), acc, mse, [], 0.0, {"val_mse": mse})
 
     # -- persistence --------------------------------------------------------------------------------
 
