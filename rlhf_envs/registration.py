@@ -51,6 +51,11 @@ ENTRIES: list[EnvEntry] = [
         "simulated_human",
         description="sentiment judged by a reward model fitted from a simulated human; gold in info",
     ),
+    EnvEntry(
+        f"{NAMESPACE}/ImplicitFeedback-v0",
+        "implicit_feedback",
+        description="sentiment rewarded by a simulated user's clicks and dwell (position-debiased); gold in info",
+    ),
 ]
 
 
