@@ -25,7 +25,8 @@ Task arguments (besides those of the sentiment task: ``model``, ``prompts``, ``m
 (1.0: examination ``(1 / rank) ** position_bias``, 0 = no position bias, in [0, 10]),
 ``abandonment`` (0.1, in [0, 1)), ``dwell_threshold`` (20 s, in (0, 1e6]), ``clip`` (0.05: floor
 on the propensities in IPW, in (0, 1]), ``propensities`` (None), ``swap_impressions`` (20000, in
-[100, 10**7]), ``calibration_prompts`` (16, in [1, 4096]), ``calibration_seed`` (0).
+[100, 10**6]), ``calibration_prompts`` (16, in [1, 256]; times ``list_size`` at most 256),
+``calibration_seed`` (0).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from rlhf_envs.feedback.click_user import ClickUser, ClickUserConfig
 from rlhf_envs.feedback.implicit import ESTIMATORS, ImplicitFeedback, check_propensities
 from rlhf_envs.feedback.propensity import (
     PropensityEstimate,
-    apply_swaps,
     estimate_examination,
     swap_positions,
 )
@@ -55,6 +55,8 @@ _CALIBRATIONS: dict[tuple, PropensityEstimate] = {}
 #: longest completion the swap experiment samples (any utilities serve the estimator; this keeps
 #: building the env quick whatever ``max_new_tokens`` is)
 CALIBRATION_TOKENS = 16
+#: most completions the swap experiment samples (calibration_prompts x list_size)
+MAX_CALIBRATION_COMPLETIONS = 256
 
 
 class ImplicitFeedbackTask(SentimentTask):
@@ -96,8 +98,13 @@ class ImplicitFeedbackTask(SentimentTask):
             "dwell_threshold", dwell_threshold, name, 0.0, 1e6, low_open=True
         )
         self.clip = check_float_range("clip", clip, name, 0.0, 1.0, low_open=True)
-        self.swap_impressions = check_int_range("swap_impressions", swap_impressions, 100, 10**7, name)
-        self.calibration_prompts = check_int_range("calibration_prompts", calibration_prompts, 1, 4096, name)
+        self.swap_impressions = check_int_range("swap_impressions", swap_impressions, 100, 10**6, name)
+        self.calibration_prompts = check_int_range("calibration_prompts", calibration_prompts, 1, 256, name)
+        if self.calibration_prompts * list_size > MAX_CALIBRATION_COMPLETIONS:
+            raise ConfigValueError(
+                f"{name}: calibration_prompts x list_size = {self.calibration_prompts} x {list_size} completions; "
+                f"the swap experiment samples at most {MAX_CALIBRATION_COMPLETIONS}: lower one of them"
+            )
         self.calibration_seed = check_int_range("calibration_seed", calibration_seed, 0, 2**63 - 1, name)
         if propensities is not None:
             propensities = check_propensities(propensities, list_size, f"{name}: propensities")
@@ -163,11 +170,14 @@ class ImplicitFeedbackTask(SentimentTask):
             return _CALIBRATIONS[key]
         _, lists = self.calibration_lists()
         rng = np.random.default_rng([self.calibration_seed, 1818])
-        shown_list = rng.integers(len(lists), size=self.swap_impressions)
-        swap_to = swap_positions(self.swap_impressions, k, (k - 1) / k, rng)
-        shown = apply_swaps(lists[shown_list], swap_to)
-        imp = ClickUser(self.user.config, seed=self.calibration_seed).simulate_lists(shown, rng)
-        top_clicked = imp.clicked[np.arange(self.swap_impressions), swap_to]
+        n = self.swap_impressions
+        shown_list = rng.integers(len(lists), size=n)
+        swap_to = swap_positions(n, k, (k - 1) / k, rng)
+        # Under the position-based model a click on the logged top result depends only on where it
+        # is shown and on its utility, not on the rest of the page: simulate just that result.
+        keys = rng.integers(0, 2**63, size=n, dtype=np.int64)
+        user = ClickUser(self.user.config, seed=self.calibration_seed)
+        top_clicked = user.simulate_single(lists[shown_list, 0], swap_to, keys).clicked[:, 0]
         try:
             est = estimate_examination(swap_to, top_clicked, k)
         except ConfigValueError as exc:
