@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from typing import Any
 
@@ -301,7 +302,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.part in ("all", "ppo"):
         result["ppo"] = part_ppo(args.timesteps, tuple(args.seeds))
     result["machine"] = machine_info()
-    result["command"] = "nice -n 10 python -m benchmarks.implicit_feedback " + " ".join(argv or [])
+    command = "nice -n 10 python -m benchmarks.implicit_feedback " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    for part in ("correlation", "ppo"):
+        if args.part in ("all", part):
+            result[part]["command"] = command.strip()
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
