@@ -209,7 +209,7 @@ def test_bad_inputs_to_the_user_estimator_and_feedback() -> None:
     with pytest.raises(ConfigValueError, match="propensities"):
         ImplicitFeedback(Sentiment(), user, "debiased", propensities=[1.0, 0.5])
     with pytest.raises(ConfigValueError, match="propensities"):
-        ImplicitFeedback(Sentiment(), user, "debiased", propensities=[1.0, 0.5, 0.0, 0.2, 0.1])
+        ImplicitFeedback(Sentiment(), user, "debiased", propensities=[1.0, 0.5, -0.1, 0.2, 0.1])
     with pytest.raises(ConfigError, match="estimator"):
         ImplicitFeedback(Sentiment(), user, "clicks")
     with pytest.raises(ConfigValueError, match="dwell_threshold"):

@@ -629,11 +629,13 @@ IMPLICIT_FIELDS = {
         lambda v: v in ("debiased", "raw", "satisfied", "debiased_satisfied"),
     ),
     "list_size": (NUMBERS, _either_if(_int_in(1, 100))),
-    "position_bias": (NUMBERS, _float_in(0, 10)),
-    "abandonment": (NUMBERS, lambda v: _float_in(0, 1)(v) and float(v) < 1),
+    # legal alone, but an extreme value with few swap impressions may leave the swap experiment
+    # without clicks: a clear error naming swap_impressions
+    "position_bias": (NUMBERS, _either_if(_float_in(0, 10))),
+    "abandonment": (NUMBERS, _either_if(lambda v: _float_in(0, 1)(v) and float(v) < 1)),
     "dwell_threshold": (NUMBERS, _float_in(0, 1e6, low_open=True)),
     "clip": (NUMBERS, _float_in(0, 1, low_open=True)),
-    "swap_impressions": (NUMBERS, _int_in(100, 10**6)),
+    "swap_impressions": (NUMBERS, _either_if(_int_in(100, 10**6))),
     "calibration_prompts": (NUMBERS, _either_if(_int_in(1, 256))),
 }
 

@@ -37,7 +37,10 @@ ESTIMATORS = ("raw", "satisfied", "debiased", "debiased_satisfied")
 
 
 def check_propensities(propensities: object, list_size: int, where: str) -> np.ndarray:
-    """``propensities`` as a read-only float64 array of ``list_size`` values in (0, 1]-ish (> 0, finite)."""
+    """``propensities`` as a read-only float64 array of ``list_size`` finite values >= 0.
+
+    A 0 (a position where the swap experiment saw no click) is allowed: the IPW weight floors every
+    propensity at ``clip``."""
     try:
         p = np.array(propensities, dtype=np.float64)
     except (TypeError, ValueError):
@@ -48,8 +51,8 @@ def check_propensities(propensities: object, list_size: int, where: str) -> np.n
         raise ConfigValueError(
             f"{where}: propensities must hold one value per position ({list_size}), got shape {p.shape}"
         )
-    if not np.all(np.isfinite(p)) or not np.all(p > 0):
-        raise ConfigValueError(f"{where}: propensities must be finite and > 0, got {p.tolist()}")
+    if not np.all(np.isfinite(p)) or not np.all(p >= 0) or not p.any():
+        raise ConfigValueError(f"{where}: propensities must be finite, >= 0 and not all 0, got {p.tolist()}")
     p.setflags(write=False)
     return p
 
