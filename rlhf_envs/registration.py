@@ -56,6 +56,11 @@ ENTRIES: list[EnvEntry] = [
         "human_rated_review",
         description="continue a held-out real review opening; judged by a reward model of real people's ratings",
     ),
+    EnvEntry(
+        f"{NAMESPACE}/ImplicitFeedback-v0",
+        "implicit_feedback",
+        description="sentiment rewarded by a simulated user's clicks and dwell (position-debiased); gold in info",
+    ),
 ]
 
 

@@ -662,6 +662,23 @@ SIM_FIELDS = {
     "cache": (st.sampled_from([True, False, "yes", 1]), lambda v: isinstance(v, bool)),
 }
 
+IMPLICIT_ID = "RLHF/ImplicitFeedback-v0"
+IMPLICIT_FIELDS = {
+    "estimator": (
+        st.sampled_from(["debiased", "raw", "satisfied", "debiased_satisfied", "clicks", 3, None]),
+        lambda v: v in ("debiased", "raw", "satisfied", "debiased_satisfied"),
+    ),
+    "list_size": (NUMBERS, _either_if(_int_in(1, 100))),
+    # legal alone, but an extreme value with few swap impressions may leave the swap experiment
+    # without clicks: a clear error naming swap_impressions
+    "position_bias": (NUMBERS, _either_if(_float_in(0, 10))),
+    "abandonment": (NUMBERS, _either_if(lambda v: _float_in(0, 1)(v) and float(v) < 1)),
+    "dwell_threshold": (NUMBERS, _float_in(0, 1e6, low_open=True)),
+    "clip": (NUMBERS, _float_in(0, 1, low_open=True)),
+    "swap_impressions": (NUMBERS, _either_if(_int_in(100, 10**6))),
+    "calibration_prompts": (NUMBERS, _either_if(_int_in(1, 256))),
+}
+
 
 def fields_of(env_id: str) -> dict:
     if env_id in TOY_IDS:
@@ -671,6 +688,8 @@ def fields_of(env_id: str) -> dict:
         out.update(LENGTH_FIELDS)
     if env_id == SIM_ID:
         out.update(SIM_FIELDS)
+    if env_id == IMPLICIT_ID:
+        out.update(IMPLICIT_FIELDS)
     return out
 
 
