@@ -301,6 +301,58 @@ class AIRL:
 
     # -- training -----------------------------------------------------------------------------------
 
+    def pretrain_reward(self, tokens: int, lr: float = 1e-3, batch_size: int = 64) -> float:
+        """Warm-start ``f`` by maximum likelihood: its action head trained as a policy on the demonstrations.
+
+        AIRL's discriminator is optimal at ``f(s, a) = log pi_E(a | s)`` (up to shaping), so a
+        head whose softmax imitates the demonstrations starts ``f`` near that point; the
+        adversarial rounds then calibrate it against the policy's own mistakes. Own AdamW, this
+        run's generator; ``tokens`` demonstration tokens; returns the last minibatch's mean NLL.
+        """
+        _check_positive_int("tokens", tokens)
+        net = self.reward.net
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+        per_episode = max(1.0, float(np.mean([len(e.completion_ids) for e in self.demonstrations])))
+        steps = max(1, int(np.ceil(tokens / (per_episode * batch_size))))
+        nll = float("nan")
+        net.train()
+        with torch_threads(training_threads(self.agent.config.threads)):
+            for _ in range(steps):
+                idx = self.np_rng.permutation(len(self.demonstrations))[:batch_size]
+                loss = -self.reward.action_log_likelihood([self.demonstrations[i] for i in idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                nll = float(loss.detach())
+        net.eval()
+        return nll
+
+    def pretrain_bc(self, tokens: int, lr: float = 1e-3, batch_size: int = 64) -> float:
+        """Behaviour-clone the policy on the demonstrations for ``tokens`` demonstration tokens.
+
+        GAIL/AIRL practice: a generator that starts near the demonstrations gives the discriminator
+        hard negatives (near misses) from the first round. Uses its own Adam (PPO's optimiser
+        state is untouched) and this run's generator; returns the last minibatch's mean NLL.
+        """
+        _check_positive_int("tokens", tokens)
+        opt = torch.optim.Adam([p for p in self.agent.policy.parameters() if p.requires_grad], lr=lr)
+        done, nll = 0, float("nan")
+        with torch_threads(training_threads(self.agent.config.threads)):
+            while done < tokens:
+                idx = self.np_rng.permutation(len(self.demonstrations))[:batch_size]
+                logp, mask = policy_token_logprobs(self.agent, [self.demonstrations[i] for i in idx])
+                m = mask.float()
+                loss = -(logp * m).sum() / m.sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.agent.policy.parameters(), 1.0)
+                opt.step()
+                done += int(m.sum())
+                nll = float(loss.detach())
+        self.agent.policy.eval()
+        return nll
+
     def _learn_ppo(self, steps: int) -> None:
         self.agent._needs_reset = True  # every round starts fresh episodes (a resumed run does too)
         self.agent.learn(steps, progress_bar=False, reset_num_timesteps=False)
@@ -400,6 +452,8 @@ class AIRL:
         )
         old = airl.agent
         airl.agent = PPO.load(str(path / "policy"), env=airl.env)
+        if airl.training_reward is not None:
+            airl.training_reward.agent = airl.agent  # pi in f - log pi is the loaded policy
         del old
         try:
             ckpt.load_optimizer_state(

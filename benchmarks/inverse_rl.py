@@ -2,19 +2,24 @@
 
 Protocol and budgets (fixed before running; seed 0; one torch thread; run under ``nice -n 10``):
 
-Toy task, ``RLHF/Copy-v0`` (``--part toy-ppo`` and ``--part toy-airl``, separate processes):
+Toy task, ``RLHF/Copy-v0`` (parts ``toy-ppo``, ``toy-airl``, then ``toy-transfer`` and
+``toy-transfer-maxent``; separate processes):
 
 1. Demonstrations: 256 episodes of the scripted-optimal policy (its target, then EOS), reset seeds
    100,000 + i; every one earns the true reward 1.0.
-2. PPO on the true reward: ``PPO(preset="toy-copy", seed=0)``, 32,768 generated tokens.
+2. PPO on the true reward: ``PPO(preset="toy-copy", seed=0)``, 49,152 generated tokens.
 3. AIRL: reward network ``TokenReward`` on a fresh 2-layer, 64-wide GPT-2 (``toy_backbone_config``,
-   105k parameters, ``anchor_token`` = ``=``, horizon 7 absorbing steps), the same PPO preset with
-   ``anneal_lr=False``, 32,768 PPO tokens in rounds of 4,096, 128 policy episodes and 32
-   discriminator steps (64 + 64 episodes, AdamW lr 1e-3) per round, 100 extra steps in round one,
-   replay of 3 rounds.
-4. The learned reward, frozen, is exported and a *fresh* ``PPO(preset="toy-copy", seed=0)`` trains
-   on ``gym.make_vec("RLHF/Copy-v0", feedback=reward)`` (it never sees the true reward) for the same
-   32,768 tokens.
+   action head, ``anchor_token`` = ``=``, horizon 7 absorbing steps), the same PPO preset with
+   ``anneal_lr=False``, its policy first behaviour-cloned on the demonstrations (20 epochs, Adam
+   1e-3: GAIL/AIRL practice, so the discriminator sees near misses) and ``f`` warm-started by
+   maximum likelihood of its action head on the same demonstrations (20 epochs, AdamW 1e-3;
+   ``f = log pi_E`` is AIRL's equilibrium up to shaping), then 49,152 PPO tokens in
+   rounds of 4,096 paying ``f - log pi``, 128 policy episodes and 64 discriminator steps (64 + 64
+   episodes, AdamW lr 1e-3) per round, 200 extra steps in round one, replay of all rounds.
+4. The learned reward ``f``, frozen, is exported and a *fresh* ``PPO(preset="toy-copy", seed=0)``
+   trains on ``gym.make_vec("RLHF/Copy-v0", feedback=...)`` (it never sees the true reward) for the
+   same 49,152 tokens, twice: paid ``sum_t f`` (``toy-transfer``) and paid ``sum_t f - log pi``, the
+   maximum-entropy objective AIRL's reward is defined for (``toy-transfer-maxent``).
 5. Behaviour cloning: ``BC(preset="toy-copy", seed=0)`` on the same 256 demonstrations, 20 epochs.
 6. Every policy: greedy, 500 fresh episodes (evaluation seed 50,000), success = exact answer + EOS.
 7. AUC of the learned reward's episode score: correct completions of 500 fresh prompts (reset seeds
@@ -57,7 +62,8 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 TOY_ID = "RLHF/Copy-v0"
 LANG_ID = "RLHF/Sentiment-v0"
-TOY_TOKENS = 32_768
+TOY_TOKENS = 49_152
+TOY_REWARD_DIR = Path(__file__).resolve().parent.parent / "runs" / "inverse_rl_toy_reward"
 LANG_TOKENS = 8_192
 EVAL_SEED = 50_000
 
@@ -147,20 +153,27 @@ def part_toy_airl() -> dict[str, Any]:
         ppo={"preset": "toy-copy"},
         steps_per_round=4096,
         episodes_per_round=128,
-        disc_updates=32,
-        disc_warmup_updates=100,
+        disc_updates=64,
+        disc_warmup_updates=200,
         disc_batch=64,
         disc_lr=1e-3,
-        replay_rounds=3,
+        replay_rounds=TOY_TOKENS // 4096,
     )
     untrained = PPO(TOY_ID, seed=0, preset="toy-copy")  # the initial policy, for negatives
-    airl.learn(TOY_TOKENS, callback=lambda a, m: print({k: round(v, 3) for k, v in m.items()}, flush=True))
+    n_tok = sum(len(e.completion_ids) for e in demos)
+    nll = airl.pretrain_bc(20 * n_tok)
+    reward_nll = airl.pretrain_reward(20 * n_tok)
     out: dict[str, Any] = {
-        "airl_policy": {**_eval(airl.agent, TOY_ID, 500, True), "seconds": time.perf_counter() - t0},
-        "airl_history": airl.history,
-        "reward": repr(reward),
+        "airl_bc_init": {**_eval(airl.agent, TOY_ID, 500, True), "nll": nll, "reward_head_nll": reward_nll}
     }
-    reward.save(RESULTS.parent / "runs_inverse_rl_toy_reward")  # not committed (see .gitignore)
+    print(out, flush=True)
+    airl.learn(TOY_TOKENS, callback=lambda a, m: print({k: round(v, 3) for k, v in m.items()}, flush=True))
+    out.update(
+        airl_policy={**_eval(airl.agent, TOY_ID, 500, True), "seconds": time.perf_counter() - t0},
+        airl_history=airl.history,
+        reward=repr(reward),
+    )
+    reward.save(TOY_REWARD_DIR)  # runs/ is not committed
 
     # AUC on fresh prompts
     fresh, _ = scripted_demonstrations(TOY_ID, 500, seed=200_000)
@@ -176,14 +189,35 @@ def part_toy_airl() -> dict[str, Any]:
     aucs["all"] = auc(pos, np.concatenate([reward.score(v) for v in kinds.values()]))
     out["auc"] = aucs
     print("AUC", aucs, flush=True)
+    return out
 
-    # a fresh PPO on the frozen learned reward only
-    t0 = time.perf_counter()
+
+def part_toy_transfer(maxent: bool) -> dict[str, Any]:
+    """A fresh PPO on the frozen exported reward only (``sum f``, or ``sum f - log pi``)."""
+    import gymnasium as gym
+
+    from agents import PPO
+    from agents.airl import MaxEntReward
+    from rlhf_envs.feedback.inverse_rl import TokenReward
+
+    reward = TokenReward.load(TOY_REWARD_DIR)
     reward.net.requires_grad_(False)
-    env = gym.make_vec(TOY_ID, num_envs=64, vectorization_mode="vector_entry_point", feedback=reward)
+    t0 = time.perf_counter()
+    paid = MaxEntReward(reward) if maxent else reward
+    env = gym.make_vec(TOY_ID, num_envs=64, vectorization_mode="vector_entry_point", feedback=paid)
     ppo = PPO(env, seed=0, preset="toy-copy")
-    ppo.learn(TOY_TOKENS, progress_bar=False)
-    out["ppo_learned_reward"] = {**_eval(ppo, TOY_ID, 500, True), "seconds": time.perf_counter() - t0}
+    if maxent:
+        paid.agent = ppo
+    curve: list[dict[str, float]] = []
+    ppo.learn(
+        TOY_TOKENS,
+        progress_bar=False,
+        callback=lambda a, m: curve.append(
+            {"timesteps": a.num_timesteps, "learned_return": m.get("mean_return", float("nan"))}
+        ),
+    )
+    key = "ppo_learned_reward_maxent" if maxent else "ppo_learned_reward"
+    out = {key: {**_eval(ppo, TOY_ID, 500, True), "seconds": time.perf_counter() - t0}, f"{key}_curve": curve}
     env.close()
     return out
 
@@ -244,21 +278,25 @@ def part_language() -> dict[str, Any]:
 
 
 def merge() -> dict[str, Any]:
+    names = ("toy-ppo", "toy-airl", "toy-transfer", "toy-transfer-maxent", "language")
     parts = {
         p: json.loads((RESULTS / f"inverse_rl_{p}.json").read_text())
-        for p in ("toy-ppo", "toy-airl", "language")
+        for p in names
         if (RESULTS / f"inverse_rl_{p}.json").exists()
     }
     out: dict[str, Any] = {"protocol": __doc__.split("``python -m")[0].strip(), **parts}
-    toy = {**parts.get("toy-ppo", {}), **parts.get("toy-airl", {})}
-    if "ppo_true" in toy and "ppo_learned_reward" in toy:
-        t, lr = toy["ppo_true"]["success_rate"], toy["ppo_learned_reward"]["success_rate"]
-        out["must_show_toy"] = {
-            "auc_all": toy["auc"]["all"],
-            "auc_ok": toy["auc"]["all"] >= 0.95,
-            "success_ratio": lr / t if t > 0 else float("nan"),
-            "ratio_ok": lr >= 0.9 * t,
-        }
+    toy: dict[str, Any] = {}
+    for p in names[:-1]:
+        toy.update(parts.get(p, {}))
+    if "ppo_true" in toy and "auc" in toy:
+        t = toy["ppo_true"]["success_rate"]
+        must: dict[str, Any] = {"auc_all": toy["auc"]["all"], "auc_ok": toy["auc"]["all"] >= 0.95}
+        for key in ("ppo_learned_reward", "ppo_learned_reward_maxent"):
+            if key in toy:
+                lr = toy[key]["success_rate"]
+                must[f"{key}_success_ratio"] = lr / t if t > 0 else float("nan")
+                must[f"{key}_ratio_ok"] = lr >= 0.9 * t
+        out["must_show_toy"] = must
     if "language" in parts:
         lang = parts["language"]
         out["must_show_language"] = {
@@ -273,7 +311,11 @@ def merge() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=["toy-ppo", "toy-airl", "language", "merge"], required=True)
+    ap.add_argument(
+        "--part",
+        choices=["toy-ppo", "toy-airl", "toy-transfer", "toy-transfer-maxent", "language", "merge"],
+        required=True,
+    )
     args = ap.parse_args()
     if args.part == "merge":
         merge()
@@ -281,7 +323,13 @@ def main() -> None:
     _init()
     import rlhf_envs  # noqa: F401
 
-    run = {"toy-ppo": part_toy_ppo, "toy-airl": part_toy_airl, "language": part_language}[args.part]
+    run = {
+        "toy-ppo": part_toy_ppo,
+        "toy-airl": part_toy_airl,
+        "toy-transfer": lambda: part_toy_transfer(False),
+        "toy-transfer-maxent": lambda: part_toy_transfer(True),
+        "language": part_language,
+    }[args.part]
     t0 = time.perf_counter()
     out = run()
     out["wall_seconds"] = time.perf_counter() - t0

@@ -267,8 +267,9 @@ def test_airl_save_load_resume_repeats_the_uninterrupted_run(demos, tmp_path) ->
         torch.equal(x, y)
         for x, y in zip(_weights(whole.agent.policy), _weights(resumed.agent.policy), strict=True)
     )
-    # the env PPO trains on pays the resumed reward object itself
-    assert resumed.env.task.feedback is resumed.reward
+    # the env PPO trains on pays f - log pi of the resumed reward and the resumed policy
+    assert resumed.env.task.feedback is resumed.training_reward
+    assert resumed.training_reward.reward is resumed.reward and resumed.training_reward.agent is resumed.agent
 
 
 def test_airl_rejects_bad_settings(demos) -> None:
@@ -353,3 +354,49 @@ def test_lm_policy_token_logprobs_match_the_rollout() -> None:
     assert torch.allclose(logp, sampled.log_probs * sampled.completion_mask, atol=1e-4)
     chosen, best, pool = best_of_n_demonstrations(agent, env, 2, 3, seed=9)
     assert len(chosen) == 2 and np.allclose(best, pool.reshape(2, 3).max(1))
+
+
+def test_maxent_reward_pays_f_minus_log_pi_and_airl_uses_it(demos) -> None:
+    from agents import PPO
+    from agents.airl import MaxEntReward
+
+    reward = toy_reward(seed=6, horizon=7)
+    agent = PPO(COPY, seed=0, **SMALL_PPO)
+    paid = MaxEntReward(reward, agent)
+    batch = [ep("abc=", "abc"), ep("ba=", "a")]
+    with torch.no_grad():
+        logp, mask = policy_token_logprobs(agent, batch)
+    expected = reward.score(batch) - (logp * mask).sum(1).numpy()
+    assert np.allclose(paid.score(batch), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="agent"):
+        MaxEntReward(reward).score(batch)
+    airl = _airl(demos)
+    assert airl.entropy_reward and airl.env.task.feedback is airl.training_reward
+    assert airl.training_reward.agent is airl.agent and airl.training_reward.reward is airl.reward
+
+
+def test_airl_bc_pretraining_lowers_the_demonstrations_nll(demos) -> None:
+    airl = _airl(demos)
+    with torch.no_grad():
+        before = float(-policy_token_logprobs(airl.agent, demos)[0].sum())
+    airl.pretrain_bc(1500, lr=3e-3, batch_size=8)
+    with torch.no_grad():
+        after = float(-policy_token_logprobs(airl.agent, demos)[0].sum())
+    assert after < 0.6 * before
+
+
+def test_reward_warm_start_raises_the_action_heads_likelihood_of_the_demonstrations(demos) -> None:
+    airl = _airl(demos)
+    with torch.no_grad():
+        before = float(airl.reward.action_log_likelihood(demos))
+    airl.pretrain_reward(1500, lr=3e-3, batch_size=8)
+    with torch.no_grad():
+        after = float(airl.reward.action_log_likelihood(demos))
+    assert before < np.log(1 / 20) and after > 0.5 * before  # from about log(1/30) towards 0
+    # f(s, a) is the action head's score of a: the demonstrated token now scores above the rest
+    f, mask = airl.reward.completion_rewards(demos[:4])
+    ids, m, _, _ = airl.reward.encode(demos[:4])
+    with torch.no_grad():
+        scores = airl.reward.net.action_scores(ids, m)
+    p = len(demos[0].prompt_ids)
+    assert float(f[0, 0]) == pytest.approx(float(scores[0, p - 1, demos[0].completion_ids[0]]), abs=1e-5)

@@ -4,9 +4,12 @@
 2018) on the token MDP: the state ``s_t`` is the prefix (prompt plus the completion so far) and the
 action ``a_t`` the next token. ``f(s_t, a_t)`` is read from a causal transformer backbone (the same
 kind as :class:`~rlhf_envs.feedback.learned.RewardModel`'s: a transformers GPT-2-style base model,
-by default the embedded model's) by a one-output linear head at the position of ``a_t``. Causal
-attention makes that hidden state a function of ``s_t`` and ``a_t`` only, so one forward pass over
-``prompt + completion`` gives the reward of every transition of an episode.
+by default the embedded model's) by a linear action head on the hidden state of the prefix's last
+token: one output per token id, of which ``a_t``'s is taken (a one-output head reading the hidden
+state *at* ``a_t`` learned the toy tasks' copy relation far more slowly: the action head has the
+same shape as the policy's). Causal attention makes that hidden state a function of ``s_t`` only,
+so one forward pass over ``prompt + completion`` gives the reward of every transition of an
+episode.
 
 As a :class:`~rlhf_envs.feedback.FeedbackModel` the episode's score is its learned return,
 ``sum_t f(s_t, a_t)`` over the completion tokens (EOS included when chosen), plus the absorbing
@@ -65,9 +68,17 @@ def toy_backbone_config(vocab_size: int = 30, n_positions: int = 16, width: int 
 
 
 class TokenRewardNet(nn.Module):
-    """A causal transformer backbone plus a one-output head: ``f`` at every position of a sequence."""
+    """A causal transformer backbone and an action head: ``f(s, a) = w_a . h(s) + b_a``.
 
-    def __init__(self, backbone: nn.Module, anchor_token: int | None, generator: torch.Generator) -> None:
+    ``h(s)`` is the backbone's hidden state at the last token of the prefix ``s``; the head has one
+    output per token (the shape of a language-model head, one reward per possible action), so one
+    pass over a sequence scores every transition in it. A pretrained backbone's head starts as its
+    tied output embedding (``f`` = the base model's logits); a fresh one starts near zero.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, anchor_token: int | None, generator: torch.Generator, from_embeddings: bool
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         hidden = int(backbone.get_input_embeddings().weight.shape[1])
@@ -77,17 +88,20 @@ class TokenRewardNet(nn.Module):
         self.vocab_size = int(backbone.get_input_embeddings().weight.shape[0])
         self.anchor_token = anchor_token
         self.anchor_emb = nn.Embedding(2 * self.n_positions, hidden) if anchor_token is not None else None
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, self.vocab_size)
         #: f of the absorbing state after EOS (Kostrikov et al. 2019), used when a horizon is set
         self.absorbing = nn.Parameter(torch.zeros(()))
         with torch.no_grad():
-            self.head.weight.normal_(0.0, 0.01, generator=generator)
+            if from_embeddings:
+                self.head.weight.copy_(backbone.get_input_embeddings().weight)
+            else:
+                self.head.weight.normal_(0.0, 0.01, generator=generator)
             self.head.bias.zero_()
             if self.anchor_emb is not None:
                 self.anchor_emb.weight.normal_(0.0, 0.02, generator=generator)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, T)`` float: entry ``t`` is ``f(ids[:, :t], ids[:, t])`` (right-padded rows)."""
+    def action_scores(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T - 1, V)``: ``f(ids[:, :t + 1], a)`` for every action ``a`` after each prefix."""
         emb = self.backbone.get_input_embeddings()(ids)
         if self.anchor_emb is not None:
             length = ids.shape[1]
@@ -99,7 +113,12 @@ class TokenRewardNet(nn.Module):
             )
             emb = emb + self.anchor_emb(offsets)
         hidden = self.backbone(inputs_embeds=emb, attention_mask=mask).last_hidden_state
-        return self.head(hidden).squeeze(-1).float()
+        return self.head(hidden[:, :-1]).float()
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` float: entry ``t >= 1`` is ``f(ids[:, :t], ids[:, t])`` (right-padded rows); entry 0 is 0."""
+        f = self.action_scores(ids, mask).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        return torch.nn.functional.pad(f, (1, 0))
 
 
 class TokenReward:
@@ -164,7 +183,10 @@ class TokenReward:
                     f"model must be None, a directory or a transformers config, got {type(model).__name__}"
                 )
         gen = torch.Generator().manual_seed(self.seed)
-        self.net = TokenRewardNet(backbone, self.anchor_token, gen).to(self.device)
+        pretrained = isinstance(model, str | os.PathLike)
+        self.net = TokenRewardNet(backbone, self.anchor_token, gen, from_embeddings=pretrained).to(
+            self.device
+        )
         if self.anchor_token is not None and self.anchor_token >= self.net.vocab_size:
             raise ConfigError(
                 f"anchor_token {self.anchor_token} is outside the vocabulary ({self.net.vocab_size})"
@@ -239,6 +261,18 @@ class TokenReward:
             f = f + absorbing * self.net.absorbing
             cmask = cmask | absorbing
         return f, cmask
+
+    def action_log_likelihood(self, episodes: Sequence[Episode]) -> torch.Tensor:
+        """Mean ``log softmax_a f(s_t, a)`` of the episodes' own tokens: maximum likelihood of the
+        action head read as a policy (``f = log pi_E`` is AIRL's equilibrium up to shaping, so this
+        is a warm start for ``f`` from demonstrations). Differentiable."""
+        ids, mask, p_len, c_len = self.encode(episodes)
+        logp = torch.log_softmax(self.net.action_scores(ids, mask), -1)
+        logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        t = torch.arange(1, ids.shape[1], device=self.device)[None, :]
+        p = torch.as_tensor(p_len, device=self.device)[:, None]
+        keep = (t >= p) & (t < p + torch.as_tensor(c_len, device=self.device)[:, None])
+        return (logp * keep).sum() / keep.sum().clamp(min=1)
 
     @torch.no_grad()
     def token_rewards(self, episodes: Sequence[Episode]) -> list[np.ndarray]:
