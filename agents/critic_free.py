@@ -71,7 +71,8 @@ class CriticFreeConfig(OnPolicyConfig):
     clip_range: float = 0.2
     #: stop the epoch loop early when the k3 approx-KL to the rollout policy exceeds this
     target_kl: float | None = None
-    #: advantages are used as the algorithm computes them ("none"); "batch" whitens them
+    #: advantages are used as the algorithm computes them ("none"); "batch" whitens them over the
+    #: batch's real tokens, "minibatch" over each minibatch's
     norm_adv: str = "none"
 
     ALGO: ClassVar[str | None] = None
@@ -224,7 +225,7 @@ class CriticFreeAgent(OnPolicyAgent):
         """``n_epochs`` passes of clipped policy-gradient steps over shuffled episode minibatches."""
         cfg = self.config
         assert isinstance(batch, GroupBatch)
-        if cfg.norm_adv != "none":
+        if cfg.norm_adv == "batch":
             batch.advantages = whiten(batch.advantages, batch.mask)
         beta = self.collector.kl.value
         n = len(batch)
@@ -240,9 +241,10 @@ class CriticFreeAgent(OnPolicyAgent):
                 mask = mb.mask.to(mb.advantages.dtype)
                 count = mask.sum().clamp(min=1.0)
                 log_probs, entropy, _ = self.evaluate_batch(mb)
-                pg_loss, ratio = clipped_policy_loss(
-                    log_probs, mb.log_probs, mb.advantages, mb.mask, cfg.clip_range
-                )
+                adv = mb.advantages
+                if cfg.norm_adv == "minibatch" and int(mask.sum()) > 1:
+                    adv = whiten(adv, mb.mask)
+                pg_loss, ratio = clipped_policy_loss(log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range)
                 ent = (entropy * mask).sum() / count
                 loss = pg_loss - cfg.ent_coef * ent
                 terms = {"policy_loss": pg_loss, "entropy": ent}

@@ -36,6 +36,7 @@ policies) summed over all members.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -181,14 +182,19 @@ class PopulationCollector(EpisodeCollector):
         env_seed = int(agent.np_rng.integers(2**31))
         sample_seed = int(agent.np_rng.integers(2**31))
         theta = agent.flat_parameters()
-        members = []
-        for s in seeds:
-            eps = noise_vector(int(s), theta.numel())
-            members += [theta + cfg.sigma * eps, theta - cfg.sigma * eps]
+
+        def members() -> Iterator[torch.Tensor]:  # one at a time: an LM's vectors are large
+            for s in seeds:
+                eps = noise_vector(int(s), theta.numel())
+                yield theta + cfg.sigma * eps
+                yield theta - cfg.sigma * eps
+
         if cfg.policy == "lm":
-            fitness, steps, extra = self._score_lm(agent, members, env_seed, sample_seed)
+            fitness, steps, extra = self._score_lm(agent, members(), env_seed, sample_seed)
         else:
-            fitness, steps, extra = self._score_mlp(agent, torch.stack(members), env_seed, sample_seed)
+            fitness, steps, extra = self._score_mlp(
+                agent, torch.stack(list(members())), env_seed, sample_seed
+            )
         agent.set_flat_parameters(theta)
         fit = np.asarray(fitness, dtype=np.float64).reshape(pairs, 2)
         metrics = {
@@ -274,7 +280,7 @@ class PopulationCollector(EpisodeCollector):
     # -- LM policies: one member after another ------------------------------------------------------
 
     def _score_lm(
-        self, agent: ES, members: list[torch.Tensor], env_seed: int, sample_seed: int
+        self, agent: ES, members: Iterable[torch.Tensor], env_seed: int, sample_seed: int
     ) -> tuple[list[float], int, dict[str, float]]:
         cfg = agent.config
         fitness, returns, kls = [], [], []
@@ -379,8 +385,12 @@ class ES(OnPolicyAgent):
         cfg = self.config
         shaped = centered_ranks(batch.fitness.ravel()).reshape(batch.fitness.shape)
         theta = self.flat_parameters()
-        noise = torch.stack([noise_vector(int(s), theta.numel()) for s in batch.seeds])
-        g = es_gradient(shaped, noise)
+        # es_gradient's sum, one regenerated noise vector at a time (an LM's would not fit stacked)
+        w = shaped[:, 0] - shaped[:, 1]
+        g = torch.zeros_like(theta)
+        for wj, s in zip(w, batch.seeds, strict=True):
+            g += float(wj) * noise_vector(int(s), theta.numel())
+        g /= shaped.size
         step = -g + cfg.weight_decay * theta
         if not torch.isfinite(step).all():
             raise TrainingDivergedError(
