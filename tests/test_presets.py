@@ -13,8 +13,8 @@ from agents import A2C, PPO, REINFORCE
 from agents.config import A2CConfig, PPOConfig, REINFORCEConfig
 from agents.es import ESConfig
 from agents.grpo import GRPOConfig
-from agents.rloo import RLOOConfig
 from agents.presets import ALGOS, describe_preset, get_preset, list_presets
+from agents.rloo import RLOOConfig
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.tasks.toy import TOY_TOKENIZER
 
