@@ -172,11 +172,28 @@ class EpisodeCollector:
         s = seed
         while len(episodes) < n_episodes:
             obs, actions, _, _, mask, eps = self.rollout(env, s, generator, deterministic)
+            # the rollout lists episodes as they end (by length, then sub-env); keep the first
+            # sub-envs' (not the first to end, which would favour short episodes) of the last batch
+            lengths = mask.long().sum(1).tolist()
+            if len(eps) != len(lengths):
+                raise RuntimeError(f"{len(eps)} episodes ended for {len(lengths)} sub-envs")
+            order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+            by_row = dict(zip(order, eps, strict=True))
+            rows = list(range(min(n_episodes - len(episodes), len(lengths))))
+            episodes.extend(by_row[r] for r in rows)
             kl, ref_logp = self.policy.kl_and_ref_logprobs(obs, actions)
-            parts.append({"completion_ids": actions, "mask": mask.long(), "ref": ref_logp, "kl": kl})
-            episodes.extend(eps)
+            parts.append(
+                {"completion_ids": actions, "mask": mask.long(), "ref": ref_logp, "kl": kl}
+                if len(rows) == len(lengths)
+                else {
+                    "completion_ids": actions[rows],
+                    "mask": mask[rows].long(),
+                    "ref": ref_logp[rows],
+                    "kl": kl[rows],
+                }
+            )
             s += env.num_envs
-        merged = {k: v[:n_episodes] for k, v in merge_batches(parts).items()}
+        merged = merge_batches(parts)
         metrics = generation_metrics(
             merged["completion_ids"],
             merged["mask"].bool(),
@@ -184,7 +201,7 @@ class EpisodeCollector:
             merged["kl"],
             eos_id_of(env, self.policy.lm),
         )
-        return episodes[:n_episodes], metrics
+        return episodes, metrics
 
 
 def training_generation_metrics(

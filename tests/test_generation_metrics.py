@@ -46,7 +46,7 @@ def test_every_lm_evaluation_returns_and_logs_them(tmp_path, cls):
     assert fresh["kl_ref"] == pytest.approx(0.0, abs=1e-6)  # the policy is still the reference
     assert 1.0 < fresh["ref_perplexity"] < 30 * 1.5  # about the vocabulary size for an untrained LM
     agent.learn(300, progress_bar=False)
-    trained = agent.evaluate(6)
+    trained = agent.evaluate(10)  # two batches of 8 sub-envs, merged and cut to 10
     assert trained["kl_ref"] > 0  # exact KL: positive once the policy moved, even for greedy decoding
     with open(tmp_path / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
@@ -54,3 +54,20 @@ def test_every_lm_evaluation_returns_and_logs_them(tmp_path, cls):
     assert float(rows[1]["distinct_2"]) == pytest.approx(trained["distinct_2"])
     header = open(tmp_path / "progress.csv").readline().strip().split(",")
     assert {"distinct_1", "distinct_2", "eos_rate", "ref_perplexity", "kl_ref"} <= set(header)
+
+
+def test_evaluation_keeps_the_first_sub_envs_of_the_last_batch():
+    """10 episodes from 8 sub-envs: all of the first batch, sub-envs 0 and 1 of the second (not the
+    two that ended first, which would favour short episodes), in sub-env order."""
+    agent = PPO("RLHF/Reverse-v0", seed=0, policy="lm", model=tiny_lm(), n_envs=8)
+    eps, _ = agent.collector.evaluate_with_metrics(
+        agent.env, 10, False, 123, torch.Generator().manual_seed(5)
+    )
+    gen = torch.Generator().manual_seed(5)
+    lengths, returns = [], []
+    for seed, rows in ((123, 8), (131, 2)):
+        _, _, _, rewards, mask, _ = agent.collector.rollout(agent.env, seed, gen)
+        lengths += mask.long().sum(1)[:rows].tolist()
+        returns += rewards.sum(1)[:rows].tolist()
+    assert [e["length"] for e in eps] == lengths
+    assert np.allclose([e["return"] for e in eps], returns, atol=1e-6)
