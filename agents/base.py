@@ -403,7 +403,10 @@ class OnPolicyAgent:
 
         Returns ``mean_return``, ``std_return``, ``mean_length``, ``n_episodes``, the mean per-episode
         sum of every ``info["reward_<term>"]`` the env reports (``reward_task``, shaping terms), and
-        ``success_rate`` when the env reports ``info["success"]``. Evaluation draws from its own
+        ``success_rate`` when the env reports ``info["success"]``. LM policies add the generation
+        metrics of :mod:`agents.generation_metrics` (``distinct_1``, ``distinct_2``, ``eos_rate``,
+        ``ref_perplexity``, ``kl_ref``). With a ``log_dir`` the result is also appended to
+        ``<log_dir>/evaluations.csv``. Evaluation draws from its own
         generators (``seed``, default ``agent.seed + 1000``), so it does not change training.
         The env is a fresh one built from the env id (or ``env``); an agent built from an env
         instance evaluates on its training env and resets it before training continues.
@@ -423,10 +426,31 @@ class OnPolicyAgent:
         gen = torch.Generator(device=cfg.device).manual_seed(seed)
         self.policy.eval()
         if cfg.policy == "lm":
-            episodes = self.collector.evaluate(env, n_episodes, deterministic, seed, gen)
+            episodes, generation = self.collector.evaluate_with_metrics(
+                env, n_episodes, deterministic, seed, gen
+            )
+            result = {**summarize_episodes(episodes), **generation}
         else:
-            episodes = self._evaluate_steps(env, n_episodes, deterministic, seed, gen)
-        return summarize_episodes(episodes)
+            result = summarize_episodes(self._evaluate_steps(env, n_episodes, deterministic, seed, gen))
+        self._log_evaluation(result)
+        return result
+
+    def _log_evaluation(self, result: dict[str, float]) -> None:
+        """Append ``result`` to ``<log_dir>/evaluations.csv`` at the current step (with a log_dir)."""
+        if self.config.log_dir is None:
+            return
+        logger = TrainingLogger(
+            self.config.log_dir,
+            0,
+            self.num_timesteps,
+            progress_bar=False,
+            tensorboard=False,
+            filename="evaluations.csv",
+        )
+        try:
+            logger.log(self.num_timesteps, result, 0)
+        finally:
+            logger.close()
 
     def _evaluate_steps(
         self, env: Any, n_episodes: int, deterministic: bool, seed: int, gen: torch.Generator

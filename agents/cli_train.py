@@ -6,8 +6,11 @@
     rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 100000 --seed 0       # custom PPO
     rlhf-envs train --algo sb3-maskable_ppo --env RLHF/Sentiment-v0 --steps 20000 --set n_steps=16
     rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 200000 --preset toy-copy  # a named preset
+    rlhf-envs train --algo grpo --env RLHF/Sentiment-v0 --steps 20000 --preset lm-sentiment-grpo
+    rlhf-envs train --algo es --env CartPole-v1 --steps 500000
 
-``--algo`` is ``ppo``, ``reinforce`` or ``a2c`` (the custom agents in :mod:`agents`) or ``sb3-<name>``
+``--algo`` is ``ppo``, ``reinforce``, ``a2c``, ``rloo``, ``grpo`` or ``es`` (the custom agents in
+:mod:`agents`; ``rloo`` and ``grpo`` need a language env) or ``sb3-<name>``
 with ``<name>`` one of ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` (:func:`agents.sb3.train_baseline`).
 ``--set key=value`` passes any further option (values parsed as JSON when they parse, else kept as
 strings): the custom agents' config fields, or the SB3 class's constructor arguments and
@@ -30,7 +33,18 @@ from typing import Any
 from agents.threads import DEFAULT_TRAIN_THREADS_HELP
 from rlhf_envs.errors import ConfigError
 
-CUSTOM_ALGOS = ("ppo", "reinforce", "a2c")
+CUSTOM_ALGOS = ("ppo", "reinforce", "a2c", "rloo", "grpo", "es")
+#: the class of each custom algorithm in :mod:`agents`
+CUSTOM_CLASSES = {
+    "ppo": "PPO",
+    "reinforce": "REINFORCE",
+    "a2c": "A2C",
+    "rloo": "RLOO",
+    "grpo": "GRPO",
+    "es": "ES",
+}
+#: custom algorithms that train language-model policies only
+LM_ONLY_ALGOS = ("rloo", "grpo")
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -52,9 +66,9 @@ def _custom_class(algo: str) -> type:
         import agents
     except ImportError as exc:  # the custom agents are another part of the project
         raise ConfigError(
-            f"--algo {algo}: the custom agents (agents.PPO/REINFORCE/A2C) are not available: {exc}"
+            f"--algo {algo}: the custom agents (agents.PPO, ...) are not available: {exc}"
         ) from None
-    name = {"ppo": "PPO", "reinforce": "REINFORCE", "a2c": "A2C"}[algo]
+    name = CUSTOM_CLASSES[algo]
     cls = getattr(agents, name, None)
     if cls is None:
         raise ConfigError(
@@ -88,6 +102,11 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"algo": algo, "env": args.env, "seed": args.seed, "steps": args.steps}
     if algo in CUSTOM_ALGOS:
         cls = _custom_class(algo)
+        if algo in LM_ONLY_ALGOS and not _is_language(args.env) and "model" not in extra:
+            raise ConfigError(
+                f"--algo {algo} trains language-model policies: give a language env id such as "
+                f"RLHF/Sentiment-v0, or --set model=<path> for a token env (got {args.env!r})"
+            )
         opts = dict(extra)
         if args.n_envs is not None:
             opts.setdefault("n_envs", args.n_envs)
@@ -212,11 +231,13 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "train",
-        help="train a custom agent (ppo, reinforce, a2c) or an SB3 baseline (sb3-ppo, ...) on an env id",
+        help="train a custom agent (ppo, reinforce, a2c, rloo, grpo, es) or an SB3 baseline (sb3-ppo, ...) on an env id",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
-        "--algo", required=True, help="ppo | reinforce | a2c | sb3-ppo | sb3-a2c | sb3-dqn | sb3-maskable_ppo"
+        "--algo",
+        required=True,
+        help="ppo | reinforce | a2c | rloo | grpo | es | sb3-ppo | sb3-a2c | sb3-dqn | sb3-maskable_ppo",
     )
     p.add_argument("--env", required=True, help="env id, e.g. RLHF/Copy-v0")
     p.add_argument("--steps", type=int, required=True, help="total env steps (generated tokens)")

@@ -105,6 +105,7 @@ class LMActorCritic(nn.Module):
         temperature: float,
         value_init_std: float,
         generator: torch.Generator,
+        value_head: bool = True,
     ) -> None:
         super().__init__()
         self.lm = lm
@@ -117,10 +118,13 @@ class LMActorCritic(nn.Module):
         #: the directory whose tokenizer the LM was saved with (None for a model built in memory)
         self.tokenizer_source: str | None = None
         hidden = int(lm.get_output_embeddings().weight.shape[1])
-        self.value_head = nn.Linear(hidden, 1)
-        with torch.no_grad():
-            self.value_head.weight.normal_(0.0, value_init_std, generator=generator)
-            self.value_head.bias.zero_()
+        #: ``None`` for the critic-free agents (RLOO, GRPO, ES): no value model, values are zeros
+        self.value_head: nn.Linear | None = None
+        if value_head:
+            self.value_head = nn.Linear(hidden, 1)
+            with torch.no_grad():
+                self.value_head.weight.normal_(0.0, value_init_std, generator=generator)
+                self.value_head.bias.zero_()
         self.train()
 
     def train(self, mode: bool = True) -> LMActorCritic:
@@ -138,8 +142,10 @@ class LMActorCritic(nn.Module):
         action_space: spaces.Space,
         generator: torch.Generator,
         env: Any = None,
+        value_head: bool = True,
     ) -> LMActorCritic:
-        """Build from an agent config (``cfg.model`` is an LM instance or a path).
+        """Build from an agent config (``cfg.model`` is an LM instance or a path); ``value_head=False``
+        for the critic-free agents.
 
         When the model comes with a tokenizer (a path, or an instance loaded from a directory that
         holds one) and ``env`` is a suite env, the env's tokenizer must be that tokenizer
@@ -177,7 +183,14 @@ class LMActorCritic(nn.Module):
             from rlhf_envs.lm.loading import check_compatible, load_tokenizer
 
             check_compatible(load_tokenizer(source), lm, repr(source))
-        policy = cls(lm, int(action_space.n), cfg.temperature, cfg.value_head_init_std, generator)
+        policy = cls(
+            lm,
+            int(action_space.n),
+            cfg.temperature,
+            cfg.value_head_init_std,
+            generator,
+            value_head=value_head,
+        )
         policy.tokenizer_source = source
         return policy
 
@@ -219,7 +232,12 @@ class LMActorCritic(nn.Module):
         logp_all = torch.log_softmax(self._logits(self.lm, h), dim=-1)
         logp = logp_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp, entropy, self.value_head(h).squeeze(-1).float()
+        return logp, entropy, self._values(h)
+
+    def _values(self, h: torch.Tensor) -> torch.Tensor:
+        if self.value_head is None:
+            return torch.zeros(h.shape[:-1], device=h.device)
+        return self.value_head(h).squeeze(-1).float()
 
     @torch.no_grad()
     def values_and_ref_logprobs(
@@ -227,11 +245,31 @@ class LMActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched policy pass (values) and one reference pass (log-probs) over whole sequences."""
         n = actions.shape[1]
-        values = self.value_head(self._sequence_pass(self.lm, obs, n)).squeeze(-1).float()
-        h_ref = self._sequence_pass(self.ref, obs, n)
-        ref_logp = (
+        if self.value_head is None:  # critic-free: no policy pass needed
+            values = torch.zeros(actions.shape, device=actions.device)
+        else:
+            values = self._values(self._sequence_pass(self.lm, obs, n))
+        return values, self.ref_logprobs(obs, actions)
+
+    @torch.no_grad()
+    def ref_logprobs(self, obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        """The frozen reference model's log-probs of the completion tokens ``(B, R)``, one pass."""
+        h_ref = self._sequence_pass(self.ref, obs, actions.shape[1])
+        return (
             torch.log_softmax(self._logits(self.ref, h_ref), dim=-1)
             .gather(-1, actions.unsqueeze(-1))
             .squeeze(-1)
         )
-        return values, ref_logp
+
+    @torch.no_grad()
+    def kl_and_ref_logprobs(
+        self, obs: dict[str, torch.Tensor], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(exact per-token KL(pi || p_ref) at every completion position, reference log-probs of
+        the chosen tokens)``, both ``(B, R)``: one pass of each model over whole sequences, with the
+        full distributions (evaluation only; the training buffer never holds them)."""
+        n = actions.shape[1]
+        logp = torch.log_softmax(self._logits(self.lm, self._sequence_pass(self.lm, obs, n)), dim=-1)
+        ref = torch.log_softmax(self._logits(self.ref, self._sequence_pass(self.ref, obs, n)), dim=-1)
+        kl = (logp.exp() * (logp - ref)).sum(-1)
+        return kl, ref.gather(-1, actions.unsqueeze(-1)).squeeze(-1)

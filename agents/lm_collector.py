@@ -30,6 +30,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from agents.envs import autoreset_mode
+from agents.generation_metrics import eos_id_of, generation_metrics, merge_batches
 from agents.kl_control import KLController
 from agents.lm_actor_critic import LMActorCritic
 from agents.rollout import Batch, EpisodeTracker, compute_gae
@@ -150,6 +151,7 @@ class EpisodeCollector:
             "reward_kl_penalty": float(penalty.sum(1).mean()),
             "mean_total_reward": float(rewards.sum(1).mean()),
             "completion_tokens": float(m.sum(1).mean()),
+            **training_generation_metrics(actions, mask, ref_logp, log_ratio, self.env, self.policy),
         }
         batch = Batch(obs, actions, logp, values, adv, ret, mask, rewards)
         return batch, int(m.sum()), metrics
@@ -158,9 +160,62 @@ class EpisodeCollector:
         self, env: Any, n_episodes: int, deterministic: bool, seed: int, generator: torch.Generator
     ) -> list[dict]:
         """``n_episodes`` episodes from batches of ``env.num_envs`` (seeds ``seed``, ``seed + n``, ...)."""
+        return self.evaluate_with_metrics(env, n_episodes, deterministic, seed, generator)[0]
+
+    def evaluate_with_metrics(
+        self, env: Any, n_episodes: int, deterministic: bool, seed: int, generator: torch.Generator
+    ) -> tuple[list[dict], dict[str, float]]:
+        """:meth:`evaluate`'s episodes and the generation metrics of the same completions
+        (:mod:`agents.generation_metrics`; the KL to the reference is exact at every position)."""
         episodes: list[dict] = []
+        parts: list[dict[str, torch.Tensor]] = []
         s = seed
         while len(episodes) < n_episodes:
-            episodes.extend(self.rollout(env, s, generator, deterministic)[-1])
+            obs, actions, _, _, mask, eps = self.rollout(env, s, generator, deterministic)
+            # the rollout lists episodes as they end (by length, then sub-env); keep the first
+            # sub-envs' (not the first to end, which would favour short episodes) of the last batch
+            lengths = mask.long().sum(1).tolist()
+            if len(eps) != len(lengths):
+                raise RuntimeError(f"{len(eps)} episodes ended for {len(lengths)} sub-envs")
+            order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+            by_row = dict(zip(order, eps, strict=True))
+            rows = list(range(min(n_episodes - len(episodes), len(lengths))))
+            episodes.extend(by_row[r] for r in rows)
+            kl, ref_logp = self.policy.kl_and_ref_logprobs(obs, actions)
+            parts.append(
+                {"completion_ids": actions, "mask": mask.long(), "ref": ref_logp, "kl": kl}
+                if len(rows) == len(lengths)
+                else {
+                    "completion_ids": actions[rows],
+                    "mask": mask[rows].long(),
+                    "ref": ref_logp[rows],
+                    "kl": kl[rows],
+                }
+            )
             s += env.num_envs
-        return episodes[:n_episodes]
+        merged = merge_batches(parts)
+        metrics = generation_metrics(
+            merged["completion_ids"],
+            merged["mask"].bool(),
+            merged["ref"],
+            merged["kl"],
+            eos_id_of(env, self.policy.lm),
+        )
+        return episodes, metrics
+
+
+def training_generation_metrics(
+    actions: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor,
+    log_ratio: torch.Tensor,
+    env: Any,
+    policy: LMActorCritic,
+) -> dict[str, float]:
+    """The generation metrics of a training batch (distinct-1/2, EOS rate, reference perplexity).
+
+    Its KL is the sampled k1 estimate the batch already holds, so it is not repeated here.
+    """
+    out = generation_metrics(actions, mask, ref_logp, log_ratio, eos_id_of(env, policy.lm))
+    out.pop("kl_ref")
+    return out

@@ -3,7 +3,9 @@
 A preset is a name for a mapping of config fields for one algorithm, with a line saying where the
 values come from. The fields themselves are documented once, where they are defined:
 
-* ``ppo``, ``a2c``, ``reinforce`` (the custom agents): the dataclasses of :mod:`agents.config`;
+* ``ppo``, ``a2c``, ``reinforce`` (the custom agents): the dataclasses of :mod:`agents.config`
+  (``rloo``, ``grpo``, ``es``: :class:`agents.rloo.RLOOConfig`, :class:`agents.grpo.GRPOConfig`,
+  :class:`agents.es.ESConfig`);
   ``PPO(env, seed=0, preset="lm-sentiment-demo", learning_rate=3e-5)`` starts from the preset and
   lets keyword arguments override it;
 * ``sb3-ppo``, ``sb3-a2c``, ``sb3-dqn``, ``sb3-maskable_ppo``: the keywords of
@@ -33,6 +35,9 @@ ALGOS = (
     "ppo",
     "a2c",
     "reinforce",
+    "rloo",
+    "grpo",
+    "es",
     "sb3-ppo",
     "sb3-a2c",
     "sb3-dqn",
@@ -53,6 +58,11 @@ class Preset:
 
 
 _PRESETS: dict[str, Preset] = {}
+
+
+def get_preset_fields(name: str) -> dict[str, Any]:
+    """The own fields of an already defined preset (for building a sibling from it)."""
+    return dict(_PRESETS[name].fields)
 
 
 def _add(name: str, algos: tuple[str, ...], doc: str, base: str | None = None, **fields: Any) -> None:
@@ -94,6 +104,13 @@ _add(
     anneal_lr=True,
     anneal_clip=True,
     clip_range_vf=None,
+)
+_add(
+    "cartpole-es",
+    ("es",),
+    """ESConfig's own defaults (OpenAI-ES on the 64x64 tanh actor: 32 members in lock step on 32
+    envs, one greedy episode each, sigma 0.1, Adam lr 0.03, weight decay 0.005):
+    benchmarks/es_cartpole.py.""",
 )
 _add(
     "cartpole-a2c",
@@ -205,6 +222,70 @@ _add(
     """REINFORCE with policy="lm" when no preset is named: lm-default's settings with Monte Carlo
     returns (lambda 1).""",
     **{**_LM_COMMON, "gae_lambda": 1.0},
+)
+_add(
+    "lm-default-rloo",
+    ("rloo",),
+    """RLOO with policy="lm" when no preset is named: lm-default's optimiser settings (64 episodes
+    per batch = 16 prompts x 4 completions, lr 1e-5, gradient clip 1.0, KL 0.05 in the reward), one
+    epoch of one minibatch (the plain policy gradient), raw leave-one-out advantages.""",
+    policy="lm",
+    n_envs=64,
+    group_size=4,
+    learning_rate=1e-5,
+    anneal_lr=False,
+    ent_coef=0.0,
+    max_grad_norm=1.0,
+    kl_coef=0.05,
+    kl_mode="reward",
+    n_epochs=1,
+    n_minibatches=1,
+    norm_adv="none",
+)
+_add(
+    "lm-default-grpo",
+    ("grpo",),
+    """GRPO with policy="lm" when no preset is named: lm-default-rloo's settings with GRPO's own
+    choices: group-normalised advantages and the KL (beta 0.05, k3) as a loss term.""",
+    **{k: v for k, v in get_preset_fields("lm-default-rloo").items() if k != "kl_mode"},
+    kl_mode="loss",
+    scale_rewards=True,
+)
+_add(
+    "lm-sentiment-rloo",
+    ("rloo",),
+    """benchmarks/critic_free_sentiment.py's RLOO on the embedded model: lm-default-rloo with
+    lr 1e-4 (lm-sentiment-demo's) and 4 minibatches per batch, so a 64-episode batch gives PPO's
+    number of steps per epoch.""",
+    base="lm-default-rloo",
+    model="default",
+    learning_rate=1e-4,
+    n_minibatches=4,
+)
+_add(
+    "lm-sentiment-grpo",
+    ("grpo",),
+    """benchmarks/critic_free_sentiment.py's GRPO on the embedded model: lm-default-grpo with
+    lm-sentiment-rloo's learning rate and minibatches.""",
+    base="lm-default-grpo",
+    model="default",
+    learning_rate=1e-4,
+    n_minibatches=4,
+)
+_add(
+    "lm-default-es",
+    ("es",),
+    """ES with policy="lm" when no preset is named: the last transformer block perturbed with
+    sigma 0.01, 16 members each completing 16 prompts greedily, Adam lr 1e-3, weight decay 0.005,
+    fitness = return - 0.05 * KL to the reference.""",
+    policy="lm",
+    n_envs=16,
+    population_size=16,
+    sigma=0.01,
+    learning_rate=1e-3,
+    weight_decay=0.005,
+    kl_coef=0.05,
+    es_params="last_block",
 )
 _add(
     "lm-sentiment-demo",

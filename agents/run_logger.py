@@ -51,7 +51,8 @@ def warn_no_tensorboard(log_dir: str) -> None:
 
 
 class TrainingLogger:
-    """Progress bar + optional TensorBoard writer + optional CSV (``<log_dir>/progress.csv``)."""
+    """Progress bar + optional TensorBoard writer + optional CSV (``<log_dir>/<filename>``,
+    ``progress.csv`` for training, ``evaluations.csv`` for :meth:`~agents.base.OnPolicyAgent.evaluate`)."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class TrainingLogger:
         start: int = 0,
         progress_bar: bool = True,
         tensorboard: bool = True,
+        filename: str = "progress.csv",
     ) -> None:
         self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True) if progress_bar else None
         self.writer = None
@@ -67,7 +69,7 @@ class TrainingLogger:
         self.columns: list[str] = []
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
-            self.csv_path = os.path.join(log_dir, "progress.csv")
+            self.csv_path = os.path.join(log_dir, filename)
             if tensorboard:
                 writer_class = summary_writer_class()
                 if writer_class is None:

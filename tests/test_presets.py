@@ -11,13 +11,23 @@ import pytest
 import rlhf_envs  # noqa: F401
 from agents import A2C, PPO, REINFORCE
 from agents.config import A2CConfig, PPOConfig, REINFORCEConfig
+from agents.es import ESConfig
+from agents.grpo import GRPOConfig
 from agents.presets import ALGOS, describe_preset, get_preset, list_presets
+from agents.rloo import RLOOConfig
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.tasks.toy import TOY_TOKENIZER
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CONFIG_CLASSES = {"ppo": PPOConfig, "a2c": A2CConfig, "reinforce": REINFORCEConfig}
+CONFIG_CLASSES = {
+    "ppo": PPOConfig,
+    "a2c": A2CConfig,
+    "reinforce": REINFORCEConfig,
+    "es": ESConfig,
+    "rloo": RLOOConfig,
+    "grpo": GRPOConfig,
+}
 
 
 def test_get_preset_returns_a_fresh_resolved_dict() -> None:
