@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 import rlhf_envs  # noqa: F401
 from agents import PPO
 from rlhf_envs.errors import ConfigError, DataError, ModelFilesError
+from rlhf_envs.feedback.base import Episode
 from rlhf_envs.feedback.learned import RewardModel
 from rlhf_envs.lm.loading import DEFAULT_MODEL_DIR, load_causal_lm, load_tokenizer
 
@@ -77,6 +78,10 @@ def load_with(loader: str, path: Path):  # noqa: ANN201
         return gym.make("RLHF/Sentiment-v0", model=str(path), max_new_tokens=4)
     if loader == "PPO":
         return PPO("RLHF/Sentiment-v0", policy="lm", model=str(path), n_envs=1)
+    if loader == "TokenReward":  # the inverse-RL reward's backbone
+        from rlhf_envs.feedback.inverse_rl import TokenReward
+
+        return TokenReward(str(path))
     return RewardModel(path, seed=0)
 
 
@@ -123,7 +128,7 @@ DAMAGE = [
 ]
 
 
-@pytest.mark.parametrize("loader", ["gym.make", "PPO", "RewardModel"])
+@pytest.mark.parametrize("loader", ["gym.make", "PPO", "RewardModel", "TokenReward"])
 @pytest.mark.parametrize(("name", "damage", "words"), DAMAGE, ids=[d[0] for d in DAMAGE])
 def test_damaged_weights_never_load(loader, name, damage, words, saved, tmp_path):
     path = copy_of(saved("gpt2"), tmp_path / "model")
@@ -132,12 +137,12 @@ def test_damaged_weights_never_load(loader, name, damage, words, saved, tmp_path
         load_with(loader, path)
     message = str(info.value)
     assert str(path) in message
-    for word in words:
-        assert word in message, (word, message)
+    for word in words:  # a body-only load (TokenReward) names the body's tensors, without "transformer."
+        assert word in message or word.removeprefix("transformer.") in message, (word, message)
     assert isinstance(info.value, ConfigError) and isinstance(info.value, DataError)
 
 
-@pytest.mark.parametrize("loader", ["gym.make", "PPO", "RewardModel"])
+@pytest.mark.parametrize("loader", ["gym.make", "PPO", "RewardModel", "TokenReward"])
 def test_good_directories_load_without_a_load_report(loader, saved, capsys, caplog):
     """The undamaged models load; transformers' LOAD REPORT (here: the reward model's new head, which
     our own check allows) is not printed."""
@@ -149,6 +154,9 @@ def test_good_directories_load_without_a_load_report(loader, saved, capsys, capl
                 out.close()
             elif loader == "PPO":
                 out.env.close()
+            elif loader == "TokenReward":
+                episode = Episode("", "", prompt_ids=(5,), completion_ids=(6, 7), terminated=False)
+                assert np.isfinite(out.score([episode])).all()
             else:
                 assert np.isfinite(out.score_texts(["the rain fell."])).all()
     printed = capsys.readouterr()

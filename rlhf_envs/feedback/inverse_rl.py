@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from rlhf_envs import atomic_io
-from rlhf_envs.errors import ConfigError, DataError, FeedbackError
+from rlhf_envs.errors import ConfigError, DataError, FeedbackError, ModelFilesError
 from rlhf_envs.feedback.base import Episode, EpisodeBatch
 
 _SETTINGS_FILE = "token_reward.json"
@@ -177,7 +177,7 @@ class TokenReward:
                     raise ConfigError(
                         f"{str(model)!r} is not a transformers model directory (no config.json)"
                     )
-                backbone = AutoModel.from_pretrained(str(model))
+                backbone = _load_backbone(Path(model))
             else:
                 raise ConfigError(
                     f"model must be None, a directory or a transformers config, got {type(model).__name__}"
@@ -384,3 +384,47 @@ def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
     greater = (pos[:, None] > neg[None, :]).mean()
     ties = (pos[:, None] == neg[None, :]).mean()
     return float(greater + 0.5 * ties)
+
+
+def _load_backbone(model_dir: Path) -> Any:
+    """The transformer body of the model saved in ``model_dir`` (a causal LM's output layer may be
+    in the file and is left out), with every model load's checks: the weights must match
+    ``config.json`` (no missing, extra or reshaped tensors), be finite, and be safetensors; nothing
+    is downloaded and no custom code runs (:mod:`rlhf_envs.lm.weights`)."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from rlhf_envs.lm import weights
+
+    config = weights.read_config(model_dir)
+    try:
+        body = weights.skeleton(config, AutoModel)
+    except Exception as exc:  # noqa: BLE001 - an architecture without a body class, sizes that do not build
+        raise ModelFilesError(
+            f"model file {str(model_dir / 'config.json')!r} does not describe a model a token reward can "
+            f"be built on ({type(exc).__name__}: {exc})"
+        ) from None
+    ours = {k: tuple(v.shape) for k, v in body.state_dict().items()}
+    try:
+        causal = weights.skeleton(config, AutoModelForCausalLM).state_dict()
+        may_have = {k: tuple(v.shape) for k, v in causal.items() if k not in ours}
+    except Exception:  # noqa: BLE001 - an architecture without a causal-LM class
+        may_have = {}
+    ck = weights.verify_checkpoint(model_dir, body, may_have=may_have)
+    try:
+        with weights.quiet_load_report():
+            backbone, info = AutoModel.from_pretrained(
+                str(model_dir),
+                config=config,
+                local_files_only=True,
+                use_safetensors=True,
+                trust_remote_code=False,
+                output_loading_info=True,
+            )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelFilesError(
+            f"could not load a token-reward backbone from {str(model_dir)!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    if not weights.comparable(backbone):
+        weights.check_loading_info(info, model_dir, ck)
+    weights.check_finite(backbone, ck, model_dir)
+    return backbone
