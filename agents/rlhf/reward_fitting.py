@@ -40,6 +40,9 @@ def fit_reward_model(
             normalize=True,
             seed=seed,
         )
+    from agents.distributed import World
+
+    world = World.current()  # data-parallel when launched with torchrun (every rank holds the labels)
     with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         report = reward_model.fit_preferences(
             a,
@@ -49,6 +52,7 @@ def fit_reward_model(
             epochs=config.rm_epochs,
             lr=config.rm_lr,
             val_fraction=0.0,
+            data_parallel=world if world.active else None,
         )
     return reward_model, {"rm_train_loss": float(np.mean(report.train_loss)), "rm_pairs": report.n_train}
 
