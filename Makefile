@@ -46,7 +46,7 @@ $(RLLIB_STAMP): setup.cfg pyproject.toml
 	touch $(RLLIB_STAMP)
 
 test-rllib: $(RLLIB_STAMP)
-	$(RLLIB_PY) -m pytest -q -p no:xdist -m slow tests/test_rllib.py
+	timeout 900 $(RLLIB_PY) -m pytest -q -p no:xdist -m slow -s tests/test_rllib.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -15,7 +15,12 @@ MLP encoder can read it::
     config = (
         PPOConfig()
         .environment("RLHF/Copy-v0", env_config={"max_length": 3})
-        .env_runners(num_env_runners=2, env_to_module_connector=flatten_observations)
+        .env_runners(
+            num_env_runners=2,
+            num_envs_per_env_runner=8,
+            gym_env_vectorize_mode="vector_entry_point",  # the suite's native vector env per runner
+            env_to_module_connector=flatten_observations,
+        )
     )
     algo = config.build_algo()
 
@@ -44,13 +49,20 @@ def _require_ray() -> None:
 def make_env(env_id: str, env_config: Any = None) -> Any:
     """``gym.make(env_id, **env_config)`` with the suite imported (RLlib's env creator).
 
-    ``env_config`` is RLlib's ``EnvContext`` (a dict of the env's keyword arguments).
+    ``env_config`` is RLlib's ``EnvContext`` (a dict of the env's keyword arguments). With
+    ``gym_env_vectorize_mode="vector_entry_point"`` RLlib adds ``num_envs``: then the suite's
+    natively batched vector env of that many sub-envs is returned (one batched step for all of a
+    runner's sub-envs instead of a Python loop over copies).
     """
     import gymnasium as gym
 
     import rlhf_envs  # noqa: F401  (registers the ids in this process: an env runner)
 
-    return gym.make(env_id, **dict(env_config or {}))
+    kwargs = dict(env_config or {})
+    num_envs = kwargs.pop("num_envs", None)
+    if num_envs is not None:
+        return gym.make_vec(env_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **kwargs)
+    return gym.make(env_id, **kwargs)
 
 
 def register_rllib_envs(ids: list[str] | None = None) -> list[str]:
