@@ -161,6 +161,11 @@ class OnPolicyAgent:
 
     def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_probs, entropy, values)`` of the current policy for the stored actions."""
+        if len(batch) == 0:  # an empty data-parallel share (fewer samples than ranks): zeros whose
+            # gradient is zero for every parameter, so this rank still joins the all-reduce
+            anchor = sum(p.sum() for p in self.policy.parameters() if p.requires_grad) * 0.0
+            z = torch.zeros(batch.log_probs.shape, device=batch.log_probs.device) + anchor
+            return z, z, z
         if self.config.policy == "lm":
             return self.policy.evaluate_batch(batch)
         return self.policy.evaluate_actions(batch.obs, batch.actions, batch.action_masks)
