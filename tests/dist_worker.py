@@ -6,7 +6,8 @@ without them as the single-process reference. Each scenario trains, then writes 
 parameters to ``OUT_DIR/params_rank<r>.pt`` so the test can compare ranks and runs.
 
 Scenarios: ``ppo_mlp`` / ``ppo_transformer`` (PPO on the native RLHF/Copy-v0 vector env),
-``ppo_lm`` (PPO with a tiny GPT-2 policy on RLHF/Reverse-v0, adaptive KL), ``rm`` (a reward-model
+``ppo_lm`` (PPO with a tiny GPT-2 policy on RLHF/Reverse-v0, adaptive KL), ``a2c`` (the
+policy-gradient family's full-batch update, MLP on RLHF/Copy-v0), ``rm`` (a reward-model
 ensemble fit on preferences). ``--resume`` continues from ``OUT_DIR/ckpt/last``.
 """
 
@@ -68,6 +69,10 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
             learning_rate=1e-3,
             checkpoint_dir=ckpt,
         )
+    elif args.scenario == "a2c":
+        from agents import A2C
+
+        agent = A2C("RLHF/Copy-v0", seed=3, n_envs=n_envs, n_steps=8, learning_rate=3e-3, checkpoint_dir=ckpt)
     else:
         agent = PPO(
             "RLHF/Copy-v0",
@@ -159,7 +164,7 @@ def reward_model(args: argparse.Namespace) -> dict[str, torch.Tensor]:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "rm"])
+    p.add_argument("scenario", choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "a2c", "rm"])
     p.add_argument("out")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--global-envs", type=int, default=8)

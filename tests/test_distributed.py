@@ -120,9 +120,9 @@ def without_key_bias(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 pytestmark = pytest.mark.slow  # process start-up dominates: 20-60 s each here; .ci/run runs them
 
 
-@pytest.mark.parametrize("scenario", ["ppo_mlp", "ppo_transformer", "ppo_lm", "rm"])
+@pytest.mark.parametrize("scenario", ["ppo_mlp", "ppo_transformer", "ppo_lm", "a2c", "rm"])
 def test_two_ranks_equal_one_process_with_the_global_batch(scenario, tmp_path):
-    """K = 3 PPO iterations (2 epochs x 4 or 2 minibatches each) / a 2-epoch ensemble fit."""
+    """K = 3 iterations (PPO: 2 epochs x 4 or 2 minibatches each; A2C: one step) / a 2-epoch ensemble fit."""
     two = run(scenario, tmp_path / "two", 2)
     one = run(scenario, tmp_path / "one", 1)
     for k in two[0]:  # the ranks hold identical parameters
@@ -187,3 +187,46 @@ def test_killing_one_rank_ends_the_other_with_a_clear_error(tmp_path):
     assert "RankLostError: rank 0 of 2" in err0 and "another rank died" in err0, err0[-2000:]
     assert elapsed < 10 + 5, f"rank 0 took {elapsed:.1f} s to notice"
     print(f"rank 0 stopped {elapsed:.1f} s after rank 1 was killed: {err0.strip().splitlines()[-1][:200]}")
+
+
+def torchrun(*argv: str, wall: float = WALL) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 -m rlhf_envs.cli ARGV`` (bounded)."""
+    exe = Path(sys.executable).with_name("torchrun")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    return subprocess.run(
+        [str(exe), "--standalone", "--nproc_per_node=2", "-m", "rlhf_envs.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=wall,
+    )
+
+
+def test_cli_train_and_rlhf_run_unchanged_under_torchrun(tmp_path):
+    """The CLI under torchrun: one result line (rank 0's), the global step count; the RLHF loop
+    runs, commits and resumes with 2 ranks."""
+    import json
+
+    out = torchrun("train", "--algo", "ppo", "--env", "RLHF/Copy-v0", "--steps", "2048", "--eval-episodes", "4",
+                   "--threads", "1", "--save", str(tmp_path / "agent"))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1, out.stdout
+    result = json.loads(lines[0])
+    assert result["world_size"] == 2 and result["timesteps"] >= 2048
+    assert (tmp_path / "agent" / "config.json").exists()
+
+    run = str(tmp_path / "rlhf")
+    tiny = ["--queries", "4", "--members", "2", "--ppo-tokens", "20", "--threads", "1", "--out", run,
+            "--set", "pool_factor=2", "--set", "n_envs=2", "--set", "eval_episodes=4",
+            "--set", "max_new_tokens=6", "--set", "rm_epochs=1"]  # fmt: skip
+    first = torchrun("rlhf", "--rounds", "1", *tiny)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("initial policy") == 1  # rank 0 prints, rank 1 is quiet
+    again = torchrun("rlhf", "--rounds", "2", *tiny)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stdout
+    assert json.loads((tmp_path / "rlhf" / "state.json").read_text())["rounds_done"] == 2
