@@ -8,7 +8,11 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format clean
+RLLIB_VENV := .venv-rllib
+RLLIB_PY := $(RLLIB_VENV)/bin/python
+RLLIB_STAMP := $(RLLIB_VENV)/.installed
+
+.PHONY: demo test test-slow test-rllib test-distributed lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +32,22 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The data-parallel tests (2 ranks, gloo, CPU; a few minutes): marked slow, run by .ci/run.
+test-distributed: $(STAMP)
+	$(PY) -m pytest -q -p no:xdist -m slow tests/test_distributed.py
+
+# Ray RLlib pins gymnasium==1.2.2, so the [rllib] extra lives in a venv of its own (same pinned
+# CPU torch first, so pip never pulls a CUDA build).
+$(RLLIB_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(RLLIB_VENV)
+	$(RLLIB_PY) -m pip install --quiet --upgrade pip
+	$(RLLIB_PY) -m pip install --quiet $(TORCH)
+	$(RLLIB_PY) -m pip install --quiet -e ".[rllib]" pytest
+	touch $(RLLIB_STAMP)
+
+test-rllib: $(RLLIB_STAMP)
+	timeout 900 $(RLLIB_PY) -m pytest -q -p no:xdist -m slow -s tests/test_rllib.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
@@ -35,4 +55,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(RLLIB_VENV) build *.egg-info

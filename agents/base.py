@@ -26,6 +26,7 @@ from gymnasium.vector import AutoresetMode
 
 from agents import checkpoint as ckpt
 from agents.config import OnPolicyConfig
+from agents.distributed import World
 from agents.envs import autoreset_mode, is_token_space, make_vector_env, without_env_reference
 from agents.episodes import SampledEpisodes
 from agents.policies import MLPActorCritic, TransformerActorCritic
@@ -77,6 +78,9 @@ class OnPolicyAgent:
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.config = cfg = self.config_class.from_kwargs(**config)
         self.seed = int(seed)
+        #: data-parallel ranks (see :mod:`agents.distributed`): picked up from an initialised
+        #: process group; ``n_envs`` is per rank, the global batch is ``world_size`` times larger
+        self.world = World.current()
         # Two generators: one for initialisation (CPU), one for sampling/shuffling on the device.
         self.init_rng = torch.Generator().manual_seed(self.seed)
         self.torch_rng = torch.Generator(device=cfg.device).manual_seed(self.seed + 1)
@@ -95,6 +99,9 @@ class OnPolicyAgent:
         )
         self.policy = self._build_policy()
         self.policy.to(cfg.device)
+        if self.world.active:  # same settings everywhere, then rank 0's weights everywhere (as DDP)
+            self.world.same_on_every_rank((self.seed, cfg.to_json_dict()), "the agent's seed and config")
+            self.world.broadcast_parameters(self.policy)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if cfg.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
@@ -145,7 +152,7 @@ class OnPolicyAgent:
 
             return EpisodeCollector(self)
         return StepCollector(
-            self.env, self.policy, self.autoreset, self.bootstrap_truncated, self.config.device
+            self.env, self.policy, self.autoreset, self.bootstrap_truncated, self.config.device, self.world
         )
 
     # -- the update rule (subclasses) -------------------------------------------------------------
@@ -156,17 +163,50 @@ class OnPolicyAgent:
 
     def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_probs, entropy, values)`` of the current policy for the stored actions."""
+        if len(batch) == 0:  # an empty data-parallel share (fewer samples than ranks): zeros whose
+            # gradient is zero for every parameter, so this rank still joins the all-reduce
+            anchor = sum(p.sum() for p in self.policy.parameters() if p.requires_grad) * 0.0
+            z = torch.zeros(batch.log_probs.shape, device=batch.log_probs.device) + anchor
+            return z, z, z
         if self.config.policy == "lm":
             return self.policy.evaluate_batch(batch)
         return self.policy.evaluate_actions(batch.obs, batch.actions, batch.action_masks)
 
+    def local_share(self, batch: Batch) -> Batch:
+        """This rank's rows of a (global) minibatch; the whole of it in a single process.
+
+        Losses over the share must divide by the whole minibatch's count: the gradients
+        :meth:`optimize` sums over the ranks are then the whole minibatch's.
+        """
+        return batch.index(self.world.rows(len(batch))) if self.world.active else batch
+
+    def sum_over_ranks(self, values: list[torch.Tensor]) -> list[float]:
+        """Sum scalar partials (e.g. this share's part of a mean) over the ranks."""
+        t = torch.stack([v.detach().float().reshape(()) for v in values]).cpu()
+        self.world.all_reduce_sum_([t], "metrics all-reduce")
+        return [float(x) for x in t]
+
     def optimize(self, loss: torch.Tensor, batch: Batch, terms: dict[str, torch.Tensor]) -> float:
-        """Backward, clip the global gradient norm, step. Non-finite loss or gradients raise first."""
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(self._diagnose("loss", batch, terms))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        """Backward, clip the global gradient norm, step. Non-finite loss or gradients raise first.
+
+        Data-parallel: ``loss`` is this rank's part of the minibatch loss; the gradients and the
+        loss are summed over the ranks (bucketed all-reduce) before the checks, the clipping and
+        the step, so every rank takes the same step (or every rank raises).
+        """
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.world.active:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            total = loss.detach().float().reshape(1).clone()
+            self.world.all_reduce_gradients(params, extra=total)
+            if not torch.isfinite(total).all():
+                self.optimizer.zero_grad(set_to_none=True)
+                raise TrainingDivergedError(self._diagnose("loss", batch, terms))
+        else:
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(self._diagnose("loss", batch, terms))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if not torch.isfinite(grad_norm):
@@ -224,8 +264,13 @@ class OnPolicyAgent:
             self.num_timesteps = self.iteration = 0
             self._needs_reset = True
         self._total_timesteps = self.num_timesteps + int(total_timesteps)
+        main = self.world.is_main  # rank 0 logs and checkpoints
         logger = TrainingLogger(
-            cfg.log_dir, self._total_timesteps, self.num_timesteps, progress_bar, cfg.tensorboard
+            cfg.log_dir if main else None,
+            self._total_timesteps,
+            self.num_timesteps,
+            progress_bar and main,
+            cfg.tensorboard and main,
         )
         try:
             while self.num_timesteps < self._total_timesteps:
@@ -512,7 +557,14 @@ class OnPolicyAgent:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def save(self, path: str) -> str:
-        """Write a checkpoint directory at ``path`` atomically (see :mod:`agents.checkpoint`)."""
+        """Write a checkpoint directory at ``path`` atomically (see :mod:`agents.checkpoint`).
+
+        Data-parallel: only rank 0 writes (every rank holds the same state); the others just record
+        the path. Call ``agent.world.barrier()`` before another rank reads the checkpoint.
+        """
+        if not self.world.is_main:
+            self.last_checkpoint = path
+            return path
         tensors, optim_meta = ckpt.optimizer_state(self.optimizer)
         tensors["rng.init"] = self.init_rng.get_state()
         tensors["rng.torch"] = self.torch_rng.get_state().cpu()
@@ -523,6 +575,7 @@ class OnPolicyAgent:
             "env_id": self.env_id,
             "num_timesteps": self.num_timesteps,
             "iteration": self.iteration,
+            "world_size": self.world.world_size,
             "total_timesteps": self._total_timesteps,
             "np_rng": self.np_rng.bit_generator.state,
             "optimizer": optim_meta,

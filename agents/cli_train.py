@@ -131,6 +131,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         agent.learn(args.steps, progress_bar=args.progress_bar)
         result["train_seconds"] = time.perf_counter() - t0
+        result["timesteps"] = agent.num_timesteps  # over every rank when data-parallel
+        result["world_size"] = agent.world.world_size
         if args.eval_episodes > 0:
             result.update(agent.evaluate(args.eval_episodes))
         if args.save:
@@ -138,6 +140,13 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         agent.close()
         return result
 
+    from agents.distributed import World
+
+    if World.current().active:
+        raise ConfigError(
+            f"--algo {args.algo}: the SB3 baselines train in one process; launch them without "
+            "torchrun (data-parallel training is for ppo, a2c and reinforce)"
+        )
     from agents.sb3 import canonical_algo, evaluate_baseline, train_baseline
 
     if not algo.startswith("sb3"):
@@ -216,14 +225,22 @@ def check_train_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from agents.distributed import RankLostError, init_from_env, shutdown
     from rlhf_envs.cli import usage_errors
 
-    try:
+    try:  # under torchrun: one process group for the run, data-parallel custom agents
+        world = init_from_env()
         result = run_train(args)
     except usage_errors() as exc:
         print(f"rlhf-envs train: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    print(json.dumps(result, default=float))
+    except RankLostError as exc:
+        print(f"rlhf-envs train: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown()
+    if world.is_main:  # every rank holds the same result; rank 0 prints it
+        print(json.dumps(result, default=float))
     return 0
 
 

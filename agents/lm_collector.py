@@ -43,6 +43,8 @@ class EpisodeCollector:
     def __init__(self, agent: Any) -> None:
         cfg = agent.config
         self.env = agent.env
+        #: the data-parallel world (:class:`agents.distributed.World`); ``None``: one process
+        self.world = getattr(agent, "world", None)
         self.policy: LMActorCritic = agent.policy
         self.device = cfg.device
         self.kl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.kl_target, cfg.kl_horizon)
@@ -60,16 +62,30 @@ class EpisodeCollector:
 
     @torch.no_grad()
     def rollout(
-        self, env: Any, seed: int, generator: torch.Generator, deterministic: bool = False
+        self,
+        env: Any,
+        seed: int,
+        generator: torch.Generator,
+        deterministic: bool = False,
+        world: Any = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
         """One episode per sub-env of ``env``.
 
         Returns ``(obs, actions, log_probs, env_rewards, mask, episodes)``: ``obs`` holds the
         left-padded ``(B, P + R)`` sequences, the others are ``(B, R)`` over completion tokens.
+
+        ``world`` (an active :class:`agents.distributed.World`): this rank's share of the global
+        rollout. Its sub-envs are reset with ``seed + rank * B``, each token is drawn with this
+        rank's rows of one uniform draw for the global batch, and afterwards the generator is
+        advanced by the draws the global loop made after this rank's episodes had all ended, so
+        every rank's generator stays where one process's would be.
         """
         pol, dev = self.policy, self.device
         n = env.num_envs
         mode = autoreset_mode(env)
+        sharded = world is not None and world.active
+        if sharded:
+            seed = world.env_seed(seed, n)
         obs, _ = env.reset(seed=seed)
         ids = torch.as_tensor(obs["input_ids"])
         lens = torch.as_tensor(obs["attention_mask"]).long().sum(1)
@@ -89,7 +105,8 @@ class EpisodeCollector:
         acts, logps, rews, masks = [], [], [], []
         episodes: list[dict] = []
         for _ in range(max_new):
-            tokens, logp = sample_tokens(logits, generator, deterministic)
+            u = world.uniforms(n, generator, dev) if sharded and not deterministic else None
+            tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
             step_actions = np.where(active, tokens.cpu().numpy(), 0).astype(np.int64)
             _, rewards, term, trunc, infos = env.step(step_actions)
             ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, active)
@@ -105,6 +122,9 @@ class EpisodeCollector:
             if mode == AutoresetMode.DISABLED and done.any():
                 env.reset(options={"reset_mask": done})
             logits = decoder.step(tokens)
+        if sharded and not deterministic:  # the draws of the global loop's remaining steps
+            for _ in range(world.max_int(len(acts), "rollout length max") - len(acts)):
+                world.uniforms(n, generator, dev)
         actions = torch.stack(acts, 1)
         mask = torch.stack(masks, 1)
         seq = {
@@ -117,8 +137,16 @@ class EpisodeCollector:
         """One PPO batch: rollout, reference/value passes, KL-penalised rewards, GAE."""
         cfg = agent.config
         seed = int(agent.np_rng.integers(2**31))
-        obs, actions, logp, env_rewards, mask, episodes = self.rollout(self.env, seed, agent.torch_rng)
+        world = self.world
+        obs, actions, logp, env_rewards, mask, episodes = self.rollout(
+            self.env, seed, agent.torch_rng, world=world
+        )
         values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        if world is not None and world.active:  # from here on every rank holds the global batch
+            obs, (actions, logp, env_rewards, mask, values, ref_logp) = gather_episodes(
+                world, obs, [actions, logp, env_rewards, mask, values, ref_logp]
+            )
+            episodes = [ep for part in world.gather_objects(episodes) for ep in part]
         m = mask.float()
         log_ratio = (logp - ref_logp) * m  # log(p / p_ref) per token
         k1 = log_ratio
@@ -219,3 +247,34 @@ def training_generation_metrics(
     out = generation_metrics(actions, mask, ref_logp, log_ratio, eos_id_of(env, policy.lm))
     out.pop("kl_ref")
     return out
+
+
+def gather_episodes(
+    world: Any, obs: dict[str, torch.Tensor], per_token: list[torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Every rank's episodes, laid out as one process's rollout of all of them would be.
+
+    ``obs`` holds ``(B, P + R)`` sequences (prompts left-padded to this rank's longest, ``P``),
+    ``per_token`` ``(B, R)`` tensors over completion tokens. Prompts are left-padded to the longest
+    prompt of any rank and completions right-padded (zeros, mask False) to the longest rollout of
+    any rank before the all-gather, so the rows match the single-process batch column for column.
+    """
+    r_local = per_token[0].shape[1]
+    p_local = obs["input_ids"].shape[1] - r_local
+    p_max = world.max_int(p_local, "prompt width max")
+    r_max = world.max_int(r_local, "completion width max")
+
+    def pad(t: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        if not (left or right):
+            return t
+        out = t.new_zeros(t.shape[0], left + t.shape[1] + right)
+        out[:, left : left + t.shape[1]] = t
+        return out
+
+    out_obs = {
+        k: world.gather(
+            torch.cat([pad(v[:, :p_local], p_max - p_local, 0), pad(v[:, p_local:], 0, r_max - r_local)], 1)
+        )
+        for k, v in obs.items()
+    }
+    return out_obs, [world.gather(pad(t, 0, r_max - r_local)) for t in per_token]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,10 +182,13 @@ class MLPActorCritic(nn.Module):
         generator: torch.Generator,
         deterministic: bool = False,
         action_mask: torch.Tensor | None = None,
+        world: Any = None,
     ) -> PolicyOutput:
         """Sample (or take the mode of) the policy for a batch of encoded observations.
 
         ``action_mask`` (bool ``(B, n)``, True = valid) is required when ``use_action_mask``.
+        ``world`` (an :class:`agents.distributed.World`): draw the random numbers of the whole
+        global batch and use this rank's rows (data-parallel rollouts).
         """
         out, values = self._forward(x)
         if self.discrete:
@@ -192,7 +196,10 @@ class MLPActorCritic(nn.Module):
             if deterministic:
                 a = logp_all.argmax(-1)
             else:  # inverse-CDF sampling with the agent's generator
-                u = torch.rand(x.shape[0], 1, generator=generator, device=x.device)
+                if world is not None and world.active:
+                    u = world.uniforms(x.shape[0], generator, x.device)
+                else:
+                    u = torch.rand(x.shape[0], 1, generator=generator, device=x.device)
                 cdf = logp_all.exp().cumsum(-1)
                 # right=True: the first index whose cdf exceeds the draw, never a 0-probability action
                 a = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
@@ -208,7 +215,11 @@ class MLPActorCritic(nn.Module):
             if deterministic:
                 a = out
             else:
-                a = out + std * torch.randn(out.shape, generator=generator, device=x.device)
+                if world is not None and world.active:
+                    z = world.normals(out.shape, generator, x.device)
+                else:
+                    z = torch.randn(out.shape, generator=generator, device=x.device)
+                a = out + std * z
             logp = self._gauss_logp(out, a)
         return PolicyOutput(a, logp, values)
 

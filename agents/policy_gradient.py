@@ -23,8 +23,11 @@ class _PolicyGradient(OnPolicyAgent):
         adv = batch.advantages
         if cfg.norm_adv != "none":
             adv = whiten(adv, batch.mask)
+        count = batch.mask.to(adv.dtype).sum().clamp(min=1.0)  # of the whole (global) batch
+        full = batch
+        if self.world.active:  # this rank's share; the gradients are summed in optimize
+            adv, batch = adv[self.world.rows(len(batch))], self.local_share(batch)
         mask = batch.mask.to(adv.dtype)
-        count = mask.sum().clamp(min=1.0)
         log_probs, entropy, values = self.evaluate_batch(batch)
         pg_loss = -(adv * log_probs * mask).sum() / count
         v_loss = (((values - batch.returns) ** 2) * mask).sum() / count
@@ -35,16 +38,20 @@ class _PolicyGradient(OnPolicyAgent):
         with torch.no_grad():
             new_logp, _, _ = self.evaluate_batch(batch)
             log_ratio = new_logp - batch.log_probs
-            k1 = float((-log_ratio * mask).sum() / count)
-            k3 = float((((log_ratio.exp() - 1) - log_ratio) * mask).sum() / count)
+            k1 = (-log_ratio * mask).sum() / count
+            k3 = (((log_ratio.exp() - 1) - log_ratio) * mask).sum() / count
+        parts = [pg_loss, v_loss, ent, k1, k3]
+        values = self.sum_over_ranks(parts) if self.world.active else [float(v.detach()) for v in parts]
         return {
-            "policy_loss": float(pg_loss.detach()),
-            "value_loss": float(v_loss.detach()),
-            "entropy": float(ent.detach()),
+            **dict(
+                zip(
+                    ("policy_loss", "value_loss", "entropy", "approx_kl_k1", "approx_kl_k3"),
+                    values,
+                    strict=True,
+                )
+            ),
             "grad_norm": grad_norm,
-            "approx_kl_k1": k1,
-            "approx_kl_k3": k3,
-            "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
+            "explained_variance": explained_variance(full.values, full.returns, full.mask),
         }
 
 

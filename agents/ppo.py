@@ -57,8 +57,15 @@ class PPO(OnPolicyAgent):
             )
             for start in range(0, n, mb_size):
                 mb = batch.index(perm[start : start + mb_size])
+                # statistics of the whole minibatch (every rank holds it; see agents.distributed)
+                count = mb.mask.to(mb.advantages.dtype).sum().clamp(min=1.0)
+                adv = mb.advantages  # 2. advantages (normalised per minibatch for MLPs)
+                if cfg.norm_adv == "minibatch" and int(mb.mask.sum()) > 1:
+                    adv = whiten(adv, mb.mask)
+                # the forward/backward pass runs on this rank's share (all of it in one process)
+                rows = self.world.rows(len(mb)) if self.world.active else slice(None)
+                mb, adv = self.local_share(mb), adv[rows]
                 mask = mb.mask.to(mb.advantages.dtype)
-                count = mask.sum().clamp(min=1.0)
 
                 def mean(
                     x: torch.Tensor, mask: torch.Tensor = mask, count: torch.Tensor = count
@@ -69,11 +76,6 @@ class PPO(OnPolicyAgent):
                 log_probs, entropy, values = self.evaluate_batch(mb)
                 log_ratio = log_probs - mb.log_probs
                 ratio = log_ratio.exp()
-
-                # 2. advantages (normalised per minibatch for MLPs)
-                adv = mb.advantages
-                if cfg.norm_adv == "minibatch" and int(mask.sum()) > 1:
-                    adv = whiten(adv, mb.mask)
 
                 # 3. clipped surrogate objective
                 pg_loss = mean(torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)))
@@ -99,15 +101,20 @@ class PPO(OnPolicyAgent):
 
                 terms = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent}
                 grad_norm = self.optimize(loss, mb, terms)
-                for k, v in (
-                    ("policy_loss", pg_loss),
-                    ("value_loss", v_loss),
-                    ("entropy", ent),
-                    ("approx_kl_k1", approx_kl_k1),
-                    ("approx_kl_k3", approx_kl_k3),
-                    ("clip_fraction", clipfrac),
-                ):
-                    stats.setdefault(k, []).append(float(v.detach()))
+                names = (
+                    "policy_loss",
+                    "value_loss",
+                    "entropy",
+                    "approx_kl_k1",
+                    "approx_kl_k3",
+                    "clip_fraction",
+                )
+                parts = [pg_loss, v_loss, ent, approx_kl_k1, approx_kl_k3, clipfrac]
+                values = (
+                    self.sum_over_ranks(parts) if self.world.active else [float(v.detach()) for v in parts]
+                )
+                for k, v in zip(names, values, strict=True):
+                    stats.setdefault(k, []).append(v)
                 stats.setdefault("grad_norm", []).append(grad_norm)
             # 7. optional early stop when the policy moved too far from the rollout policy
             if cfg.target_kl is not None and stats["approx_kl_k3"][-1] > cfg.target_kl:

@@ -221,8 +221,12 @@ class StepCollector:
     so episodes run across rollout boundaries.
     """
 
-    def __init__(self, env, policy, mode: AutoresetMode, bootstrap_truncated: bool, device: str) -> None:  # noqa: ANN001
+    def __init__(  # noqa: ANN001
+        self, env, policy, mode: AutoresetMode, bootstrap_truncated: bool, device: str, world: Any = None
+    ) -> None:
         self.env, self.policy, self.mode = env, policy, mode
+        #: the data-parallel world (:class:`agents.distributed.World`); ``None``: one process
+        self.world = world
         self.bootstrap_truncated = bootstrap_truncated
         self.device = device
         self.n = env.num_envs
@@ -251,8 +255,18 @@ class StepCollector:
         self.prev_done[:] = False
         self.tracker.reset()
 
+    @property
+    def _distributed(self) -> bool:
+        return self.world is not None and self.world.active
+
     def reset(self, seed: int) -> None:
-        """Reset every sub-env (sub-env ``i`` gets ``seed + i``) and forget running episodes."""
+        """Reset every sub-env (sub-env ``i`` gets ``seed + i``) and forget running episodes.
+
+        On data-parallel rank ``r`` sub-env ``i`` gets ``seed + r * n_envs + i``: the ranks
+        together reset the global vector env.
+        """
+        if self._distributed:
+            seed = self.world.env_seed(seed, self.n)
         self.obs, infos = self.env.reset(seed=seed)
         self._update_masks(infos)
         self.prev_done[:] = False
@@ -275,13 +289,21 @@ class StepCollector:
         """One rollout for ``agent``: ``(batch, env steps taken, episode statistics)``."""
         cfg = agent.config
         batch = self.collect_steps(cfg.n_steps, cfg.gamma, cfg.gae_lambda, agent.torch_rng)
+        if self._distributed:  # episode means over every rank's recent episodes
+            recent = [ep for part in self.world.gather_objects(list(self.tracker.completed)) for ep in part]
+            return batch, cfg.n_steps * self.n * self.world.world_size, summarize_episodes(recent)
         return batch, cfg.n_steps * self.n, self.tracker.summary()
 
     @torch.no_grad()
     def collect_steps(
         self, n_steps: int, gamma: float, gae_lambda: float, generator: torch.Generator
     ) -> Batch:
-        """Run ``n_steps`` vector steps and return the flattened batch of valid transitions."""
+        """Run ``n_steps`` vector steps and return the flattened batch of valid transitions.
+
+        Data-parallel: the ``(n_steps, n_envs)`` tensors of every rank are gathered along the
+        sub-env axis before flattening, so every rank returns the global batch in the order one
+        process stepping all ranks' sub-envs would have produced.
+        """
         n, dev, pol = self.n, self.device, self.policy
         obs_buf, act_buf, logp_buf, val_buf, rew_buf, done_buf, valid_buf = [], [], [], [], [], [], []
         mask_buf: list[torch.Tensor] = []
@@ -291,7 +313,7 @@ class StepCollector:
             if self.uses_masks:
                 am = torch.as_tensor(self.action_masks, device=dev)
                 mask_buf.append(am)
-            out = pol.act(x, generator, action_mask=am)
+            out = pol.act(x, generator, action_mask=am, world=self.world)
             next_obs, rewards, terminated, truncated, infos = self.env.step(pol.to_env_actions(out.actions))
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             valid = ~self.prev_done if self.mode == AutoresetMode.NEXT_STEP else np.ones(n, dtype=bool)
@@ -322,25 +344,37 @@ class StepCollector:
         values = torch.stack(val_buf)
         rewards_t = torch.stack(rew_buf)
         adv, ret = compute_gae(rewards_t, values, torch.stack(done_buf), last_values, gamma, gae_lambda)
-        valid_t = torch.stack(valid_buf).reshape(-1)
-        idx = torch.nonzero(valid_t).squeeze(-1)
-        obs = torch.stack(obs_buf).reshape(n_steps * n, -1)[idx]
-        acts = torch.stack(act_buf)
-        acts = acts.reshape(n_steps * n, *acts.shape[2:])[idx]
+        steps = {
+            "valid": torch.stack(valid_buf),
+            "obs": torch.stack(obs_buf),
+            "actions": torch.stack(act_buf),
+            "log_probs": torch.stack(logp_buf),
+            "values": values,
+            "advantages": adv,
+            "returns": ret,
+            "rewards": rewards_t,
+        }
+        if mask_buf:
+            steps["action_masks"] = torch.stack(mask_buf)
+        if self._distributed:  # (T, n, ...) per rank -> (T, world_size * n, ...) on every rank
+            steps = {k: self.world.gather(v, dim=1) for k, v in steps.items()}
+        n_rows = steps["valid"].shape[0] * steps["valid"].shape[1]
+        idx = torch.nonzero(steps["valid"].reshape(-1)).squeeze(-1)
 
         def flat(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(-1)[idx]
+            return t.reshape(n_rows, *t.shape[2:])[idx]
 
-        masks = torch.stack(mask_buf).reshape(n_steps * n, -1)[idx] if mask_buf else None
+        def flat2d(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(n_rows, -1)[idx]
 
         return Batch(
-            obs,
-            acts,
-            flat(torch.stack(logp_buf)),
-            flat(values),
-            flat(adv),
-            flat(ret),
+            flat2d(steps["obs"]),
+            flat(steps["actions"]),
+            flat(steps["log_probs"]),
+            flat(steps["values"]),
+            flat(steps["advantages"]),
+            flat(steps["returns"]),
             torch.ones(idx.numel(), dtype=torch.bool, device=dev),
-            flat(rewards_t),
-            masks,
+            flat(steps["rewards"]),
+            flat2d(steps["action_masks"]) if mask_buf else None,
         )

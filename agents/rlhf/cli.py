@@ -67,7 +67,26 @@ def add_rlhf_parser(sub: Any) -> None:
 
 
 def cmd_rlhf(args: argparse.Namespace) -> int:
-    """Run (or resume) the loop as ``rlhf-envs rlhf`` asked and print one line per round."""
+    """Run (or resume) the loop as ``rlhf-envs rlhf`` asked and print one line per round.
+
+    Under torchrun every rank runs the loop (the simulated human's answers are the same on every
+    rank); reward-model fits and PPO are data-parallel, rank 0 writes the run and prints.
+    """
+    import contextlib
+    import io
+
+    from agents.distributed import init_from_env, shutdown
+
+    world = init_from_env()
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not world.is_main else contextlib.nullcontext()
+    try:
+        with quiet:
+            return _cmd_rlhf(args)
+    finally:
+        shutdown()
+
+
+def _cmd_rlhf(args: argparse.Namespace) -> int:
     from agents.cli_train import parse_sets
     from agents.threads import set_training_threads
 
@@ -77,6 +96,14 @@ def cmd_rlhf(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(
             f"--set {', '.join(unknown)}: not an RLHFConfig field; allowed: {', '.join(sorted(fields))}"
+        )
+    from agents.distributed import World
+
+    world = World.current()
+    if world.active and args.human in ("terminal", "web"):
+        raise ConfigError(
+            f"--human {args.human} cannot run under torchrun: one person answers one process; "
+            "data-parallel rlhf runs use the simulated human"
         )
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -419,7 +419,7 @@ class RLHFLoop:
             t0 = time.perf_counter()
             self.reward_model, fit_info = self._fit(r)
             times["fit_seconds"] = time.perf_counter() - t0
-            self.reward_model_dir = self.files.save_reward_model(r, self.reward_model)
+            self.reward_model_dir = self._save_reward_model(r)
         self._train_against(self.reward_model_dir)
         t0 = time.perf_counter()
         ppo_metrics: dict[str, float] = {}
@@ -530,9 +530,29 @@ class RLHFLoop:
 
     # -- persistence ------------------------------------------------------------------------------
 
+    def _save_reward_model(self, r: int) -> Path:
+        """Write round ``r``'s reward model; data-parallel with a run directory: rank 0 writes it
+        and the others wait for it (the run directory must be shared by every node)."""
+        from agents.distributed import World
+
+        world = World.current()
+        if not (self.persist and world.active):  # one process, or a private temporary dir per rank
+            return self.files.save_reward_model(r, self.reward_model)
+        if world.is_main:
+            self.files.save_reward_model(r, self.reward_model)
+        world.barrier("reward-model save")
+        return self.files.reward_model_dir(r)
+
     def _commit(self) -> None:
-        """Save the round just finished (see :mod:`agents.rlhf.persistence`)."""
+        """Save the round just finished (see :mod:`agents.rlhf.persistence`); data-parallel: rank 0
+        writes, every rank waits for the commit."""
         if not self.persist:
+            return
+        from agents.distributed import World
+
+        world = World.current()
+        if not world.is_main:
+            world.barrier("round commit")
             return
         state = {
             "config": self.config.to_json_dict(),
@@ -545,6 +565,7 @@ class RLHFLoop:
             "stop_reason": self.stop_reason,
         }
         self.files.commit(self.rounds_done - 1, self.feedback, self.agent, state)
+        world.barrier("round commit")
 
     def _restore(self, state: dict[str, Any]) -> None:
         from agents.ppo import PPO

@@ -72,6 +72,7 @@ def fit_reward_model(
             epochs=config.rm_epochs,
             lr=config.rm_lr,
             val_fraction=0.0,
+            data_parallel=_data_parallel(),
         )
     log = {
         "rm_train_loss": float(np.mean(report.train_loss)),
@@ -106,6 +107,7 @@ def fit_reward_model_on_ratings(
             epochs=config.rm_epochs,
             lr=config.rm_lr,
             val_fraction=0.0,
+            data_parallel=_data_parallel(),
         )
     log = {
         "rm_train_loss": float(np.mean(report.train_loss)),
@@ -128,6 +130,15 @@ def _new_reward_model(config: RLHFConfig, seed: int) -> RewardModel:
         )
 
 
+def _data_parallel() -> Any:
+    """The torchrun world when launched with torchrun (every rank holds all the labels and fits its
+    share of each batch), else ``None``."""
+    from agents.distributed import World
+
+    world = World.current()
+    return world if world.active else None
+
+
 def _fit_token_marks(
     reward_model: RewardModel,
     config: RLHFConfig,
@@ -144,6 +155,7 @@ def _fit_token_marks(
                 epochs=config.rm_epochs,
                 lr=config.rm_lr,
                 val_fraction=0.0,
+                data_parallel=_data_parallel(),
             )
         log["rm_mark_episodes"] = marks_report.n_train
         log["rm_marks_loss"] = float(np.mean(marks_report.train_loss))

@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -235,6 +235,19 @@ def _head(model: torch.nn.Module) -> torch.nn.Linear:
     if not heads:
         raise ConfigError(f"{type(model).__name__} has no one-output linear head")
     return heads[-1]
+
+
+class DataParallel(Protocol):
+    """What a data-parallel fit needs from its runtime (``agents.distributed.World`` provides it).
+
+    ``rank`` of ``world_size`` processes, and ``all_reduce_sum_(tensors)``: sum each tensor over
+    the processes, in place. The suite stays free of any launcher: the caller brings the runtime.
+    """
+
+    rank: int
+    world_size: int
+
+    def all_reduce_sum_(self, tensors: Sequence[torch.Tensor]) -> None: ...
 
 
 class RewardModel:
@@ -721,13 +734,16 @@ class RewardModel:
         random_fraction: float = 0.0,
         bootstrap: bool | None = None,
         verbose: bool = False,
+        data_parallel: DataParallel | None = None,
     ) -> FitReport:
         """Shared training loop.
 
         Options (keyword arguments of every ``fit_*``): ``epochs``; ``lr`` (AdamW, linear decay to 0);
         ``weight_decay``; ``train_batch_size`` (examples per step); ``val_fraction`` (held-out share,
         seeded); ``bootstrap`` (resample the training set per member; default: when
-        ``n_members > 1``); ``verbose`` (print the report).
+        ``n_members > 1``); ``verbose`` (print the report); ``data_parallel`` (see
+        :class:`DataParallel`: every rank passes the same data and computes the gradient of its
+        share of each step's batch; the summed gradients are the whole batch's).
         """
         t0 = time.perf_counter()
         if not groups:
@@ -761,6 +777,7 @@ class RewardModel:
                     weight_decay,
                     train_batch_size,
                     random_fraction,
+                    data_parallel,
                 )
             )
         self.offsets[:] = 0.0
@@ -823,11 +840,22 @@ class RewardModel:
         weight_decay: float,
         batch_size: int,
         random_fraction: float,
+        data_parallel: DataParallel | None = None,
     ) -> float:
         with torch.random.fork_rng(devices=[]):  # dropout draws from a seeded, private stream
             torch.manual_seed(int(rng.integers(2**31)))
             return self._train_loop(
-                member, kind, texts, data, rng, epochs, lr, weight_decay, batch_size, random_fraction
+                member,
+                kind,
+                texts,
+                data,
+                rng,
+                epochs,
+                lr,
+                weight_decay,
+                batch_size,
+                random_fraction,
+                data_parallel,
             )
 
     def _train_loop(
@@ -842,7 +870,10 @@ class RewardModel:
         weight_decay: float,
         batch_size: int,
         random_fraction: float,
+        data_parallel: DataParallel | None = None,
     ) -> float:
+        dp = data_parallel if data_parallel is not None and data_parallel.world_size > 1 else None
+        params = list(member.parameters())
         opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(data) / batch_size)
         total = steps_per_epoch * epochs
@@ -854,11 +885,31 @@ class RewardModel:
             running = 0.0
             for s in range(steps_per_epoch):
                 batch = [data[i] for i in order[s * batch_size : (s + 1) * batch_size]]
-                loss = self._group_loss(member, kind, texts, batch, random_fraction)
-                if not torch.isfinite(loss):
-                    raise FeedbackError(f"RewardModel: training loss became {loss.item()} (lower lr?)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if dp is None:
+                    loss = self._group_loss(member, kind, texts, batch, random_fraction)
+                    if not torch.isfinite(loss):
+                        raise FeedbackError(f"RewardModel: training loss became {loss.item()} (lower lr?)")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                else:  # this rank's share; its mean loss weighted by its share of the batch
+                    lo = len(batch) * dp.rank // dp.world_size
+                    hi = len(batch) * (dp.rank + 1) // dp.world_size
+                    mine = batch[lo:hi]
+                    part = (
+                        self._group_loss(member, kind, texts, mine, random_fraction)
+                        * (len(mine) / len(batch))
+                        if mine
+                        else sum(p.sum() * 0.0 for p in params)
+                    )
+                    opt.zero_grad(set_to_none=True)
+                    part.backward()
+                    loss = part.detach().reshape(1).clone()
+                    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                    dp.all_reduce_sum_([*grads, loss])
+                    for p, g in zip(params, grads, strict=True):
+                        p.grad = g
+                    if not torch.isfinite(loss).all():
+                        raise FeedbackError(f"RewardModel: training loss became {loss.item()} (lower lr?)")
                 torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
                 opt.step()
                 sched.step()

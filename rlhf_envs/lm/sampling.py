@@ -24,7 +24,10 @@ _LOG2E = 1.4426950408889634
 
 
 def sample_tokens(
-    logits: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
+    logits: torch.Tensor,
+    generator: torch.Generator | None,
+    deterministic: bool = False,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row of ``logits`` ``(B, V)`` (already divided by the temperature).
 
@@ -36,7 +39,8 @@ def sample_tokens(
     log2 e)`` (``exp2`` is several times faster than ``exp`` on CPU; same value up to float
     rounding). The uniform lies in ``(0, 1]``, so a token of probability zero (a ``-inf`` logit)
     is never drawn. ``deterministic`` takes the argmax instead. Returns ``(tokens, logp)`` with
-    ``logp = log_softmax(logits)[token]``.
+    ``logp = log_softmax(logits)[token]``. ``uniforms`` (``(B, 1)`` in [0, 1)) replaces the draw
+    from ``generator`` (data-parallel ranks pass their rows of one draw for the global batch).
     """
     if logits.dim() != 2 or logits.shape[-1] == 0:
         raise ValueError(
@@ -60,7 +64,9 @@ def sample_tokens(
     if deterministic:
         tokens = logits.argmax(-1)
     else:
-        u = 1.0 - torch.rand(n, 1, generator=generator, device=logits.device)  # in (0, 1]
+        if uniforms is None:
+            uniforms = torch.rand(n, 1, generator=generator, device=logits.device)
+        u = 1.0 - uniforms  # in (0, 1]
         target = u * z[:, None]  # in (0, z]
         # first block whose inclusive cdf reaches the target (block_cdf[:, 0] = 0 < target)
         block = torch.searchsorted(block_cdf, target) - 1
