@@ -259,3 +259,32 @@ def test_access_token_and_admin_key(store):
         )
     finally:
         srv.stop()
+
+
+def test_csv_export_never_hands_a_spreadsheet_a_formula(tmp_path):
+    """Generated text can start with "=", "+", "-" or "@": the CSV shows it as text (a leading
+    apostrophe), numbers stay numbers, and the JSONL export keeps the exact text."""
+    from agents.human.server import export_csv, export_jsonl
+
+    formulas = ['=HYPERLINK("http://x.invalid","click")', "+1+1", "-2+3", "@SUM(A1:A2)", "\tx"]
+    with LabelStore(tmp_path / "f.sqlite") as s:
+        s.ensure_experiment("e", raters_per_query=1)
+        ids = s.enqueue_many(
+            "e",
+            [
+                ("pairwise", f"q{i}", f, [Completion(f), Completion("fine")], None)
+                for i, f in enumerate(formulas)
+            ],
+        )
+        rater = s.rater_id("=cmd|' /C calc'!A0")
+        for qid in ids:
+            s.submit(rater, qid, choice="A", seconds=1.0, shown=False)
+        rows = list(csv.DictReader(io.StringIO(export_csv(s))))
+        exact = [json.loads(x) for x in export_jsonl(s).splitlines()]
+    assert len(rows) == len(formulas)
+    for r in rows:
+        for key in ("prompt", "completion_a", "rater"):
+            assert r[key].startswith("'") and r[key][1:2] in "=+-@\t", (key, r[key])
+        assert r["completion_b"] == "fine"
+    assert sorted(r["prompt"][1:] for r in rows) == sorted(formulas)
+    assert sorted(x["prompt"] for x in exact) == sorted(formulas)

@@ -563,13 +563,30 @@ EXPORT_FIELDS = (
 ).split()
 
 
+#: first characters that make a spreadsheet read a cell as a formula (or as a DDE call)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (generated text can start with ``=``,
+    ``+``, ``-`` or ``@``), prefixed with an apostrophe so it is shown as text; numbers unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_csv(store: LabelStore) -> str:
-    """Every label as CSV (``marks`` as a JSON list of ``[token_index, mark]``)."""
+    """Every label as CSV (``marks`` as a JSON list of ``[token_index, mark]``).
+
+    The CSV is for spreadsheets: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading apostrophe, so opening the file never evaluates a formula that
+    a model or a prompt wrote. :func:`export_jsonl` keeps every text exactly as stored.
+    """
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     w.writeheader()
     for r in store.export_rows():
-        w.writerow({**r, "marks": json.dumps(r["marks"])})
+        w.writerow({k: _spreadsheet_safe(v) for k, v in {**r, "marks": json.dumps(r["marks"])}.items()})
     return buf.getvalue()
 
 
