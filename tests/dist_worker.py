@@ -53,7 +53,8 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
     ckpt = os.path.join(args.out, "ckpt")
     if args.resume:
         agent = PPO.load(
-            os.path.join(ckpt, "last"), **({"model": tiny_lm()} if args.scenario == "ppo_lm" else {})
+            os.path.join(ckpt, "last"),
+            **({"model": tiny_lm()} if args.scenario in ("ppo_lm", "rloo", "grpo") else {}),
         )
     elif args.scenario == "ppo_lm":
         agent = PPO(
@@ -66,6 +67,20 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
             n_epochs=2,
             adaptive_kl=True,
             kl_target=0.01,
+            learning_rate=1e-3,
+            checkpoint_dir=ckpt,
+        )
+    elif args.scenario in ("rloo", "grpo"):
+        from agents import GRPO, RLOO
+
+        agent = (RLOO if args.scenario == "rloo" else GRPO)(
+            "RLHF/Reverse-v0",
+            seed=3,
+            model=tiny_lm(),
+            n_envs=n_envs,
+            group_size=2,
+            n_minibatches=2,
+            n_epochs=2,
             learning_rate=1e-3,
             checkpoint_dir=ckpt,
         )
@@ -164,7 +179,7 @@ def reward_model(args: argparse.Namespace) -> dict[str, torch.Tensor]:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "a2c", "rm"])
+    p.add_argument("scenario", choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "rloo", "grpo", "a2c", "rm"])
     p.add_argument("out")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--global-envs", type=int, default=8)
