@@ -145,7 +145,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if World.current().active:
         raise ConfigError(
             f"--algo {args.algo}: the SB3 baselines train in one process; launch them without "
-            "torchrun (data-parallel training is for ppo, a2c and reinforce)"
+            "torchrun (data-parallel training is for the custom agents: ppo, a2c, reinforce, rloo, grpo, es)"
         )
     from agents.sb3 import canonical_algo, evaluate_baseline, train_baseline
 

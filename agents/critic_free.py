@@ -43,7 +43,7 @@ import torch
 from agents.base import OnPolicyAgent, whiten
 from agents.checks import check_choice, check_float, check_int
 from agents.config import OnPolicyConfig
-from agents.lm_collector import EpisodeCollector, training_generation_metrics
+from agents.lm_collector import EpisodeCollector, gather_episodes, training_generation_metrics
 from agents.rollout import Batch
 from rlhf_envs.errors import ConfigError
 
@@ -93,7 +93,8 @@ class CriticFreeConfig(OnPolicyConfig):
         if self.n_envs % self.group_size:
             raise ConfigError(
                 f"n_envs ({self.n_envs}) must be a multiple of group_size ({self.group_size}): "
-                "each prompt gets group_size completions"
+                "each prompt gets group_size completions (under torchrun n_envs is per rank, and "
+                "each rank runs whole groups, so every rank's n_envs must be a multiple)"
             )
 
     @classmethod
@@ -126,13 +127,34 @@ class GroupCollector(EpisodeCollector):
     """Samples ``group_size`` completions per prompt and builds the critic-free batch."""
 
     def collect(self, agent: Any) -> tuple[GroupBatch, int, dict[str, float]]:
-        """One batch: grouped rollout, one reference pass, scores, group advantages."""
+        """One batch: grouped rollout, one reference pass, scores, group advantages.
+
+        Data-parallel (an active ``self.world``): the group seeds are one draw for the global
+        batch of ``world_size * n_envs`` sub-envs, of which this rank runs its contiguous slice
+        (whole groups, as ``n_envs`` is a multiple of ``group_size``); sampling is sharded as in
+        :meth:`~agents.lm_collector.EpisodeCollector.rollout`; after the reference pass the
+        episodes are all-gathered (:func:`~agents.lm_collector.gather_episodes`), so the group
+        baselines, the KL controller and every metric below see the single-process batch.
+        """
         cfg = agent.config
         k = cfg.group_size
-        n = self.env.num_envs
-        seeds = group_seeds(agent.np_rng, n, k)
-        obs, actions, logp, env_rewards, mask, episodes = self.rollout(self.env, seeds, agent.torch_rng)
+        world = self.world
+        sharded = world is not None and world.active
+        n_local = self.env.num_envs
+        n_global = n_local * (world.world_size if sharded else 1)
+        seeds = group_seeds(agent.np_rng, n_global, k)
+        if sharded:
+            seeds = seeds[world.rank * n_local : (world.rank + 1) * n_local]
+        obs, actions, logp, env_rewards, mask, episodes = self.rollout(
+            self.env, seeds, agent.torch_rng, world=world
+        )
         ref_logp = self.policy.ref_logprobs(obs, actions)
+        if sharded:  # from here on every rank holds the global batch
+            obs, (actions, logp, env_rewards, mask, ref_logp) = gather_episodes(
+                world, obs, [actions, logp, env_rewards, mask, ref_logp]
+            )
+            episodes = [ep for part in world.gather_objects(episodes) for ep in part]
+        n = n_global
         m = mask.float()
         log_ratio = (logp - ref_logp) * m
         k3 = (torch.exp(-log_ratio) - 1.0 + log_ratio) * m
@@ -180,19 +202,30 @@ def clipped_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip: float,
+    count: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate ``mean(max(-A r, -A clip(r)))`` over masked tokens, and the ratio."""
+    """PPO's clipped surrogate ``mean(max(-A r, -A clip(r)))`` over masked tokens, and the ratio.
+
+    ``count``: the divisor of the mean (default: the masked tokens here); a data-parallel share
+    passes the whole minibatch's count, so the ranks' parts sum to the minibatch's mean.
+    """
     m = mask.to(advantages.dtype)
     ratio = (log_probs - old_log_probs).exp()
     per_token = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip))
-    return (per_token * m).sum() / m.sum().clamp(min=1.0), ratio
+    return (per_token * m).sum() / (m.sum().clamp(min=1.0) if count is None else count), ratio
 
 
-def k3_kl_loss(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over masked tokens of ``exp(d) - d - 1``, ``d = log p_ref - log pi`` (GRPO's KL term)."""
+def k3_kl_loss(
+    log_probs: torch.Tensor,
+    ref_log_probs: torch.Tensor,
+    mask: torch.Tensor,
+    count: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over masked tokens of ``exp(d) - d - 1``, ``d = log p_ref - log pi`` (GRPO's KL term);
+    ``count`` as for :func:`clipped_policy_loss`."""
     m = mask.to(log_probs.dtype)
     d = ref_log_probs - log_probs
-    return ((d.exp() - d - 1.0) * m).sum() / m.sum().clamp(min=1.0)
+    return ((d.exp() - d - 1.0) * m).sum() / (m.sum().clamp(min=1.0) if count is None else count)
 
 
 class CriticFreeAgent(OnPolicyAgent):
@@ -243,18 +276,25 @@ class CriticFreeAgent(OnPolicyAgent):
             )
             for start in range(0, n, mb_size):
                 mb = batch.index(perm[start : start + mb_size])
-                mask = mb.mask.to(mb.advantages.dtype)
-                count = mask.sum().clamp(min=1.0)
-                log_probs, entropy, _ = self.evaluate_batch(mb)
+                # statistics of the whole minibatch (every rank holds it; see agents.distributed)
+                count = mb.mask.to(mb.advantages.dtype).sum().clamp(min=1.0)
                 adv = mb.advantages
-                if cfg.norm_adv == "minibatch" and int(mask.sum()) > 1:
+                if cfg.norm_adv == "minibatch" and int(mb.mask.sum()) > 1:
                     adv = whiten(adv, mb.mask)
-                pg_loss, ratio = clipped_policy_loss(log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range)
+                # the forward/backward pass runs on this rank's share (all of it in one process),
+                # every mean divided by the whole minibatch's count, as PPO's
+                rows = self.world.rows(len(mb)) if self.world.active else slice(None)
+                mb, adv = self.local_share(mb), adv[rows]
+                mask = mb.mask.to(mb.advantages.dtype)
+                log_probs, entropy, _ = self.evaluate_batch(mb)
+                pg_loss, ratio = clipped_policy_loss(
+                    log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range, count
+                )
                 ent = (entropy * mask).sum() / count
                 loss = pg_loss - cfg.ent_coef * ent
                 terms = {"policy_loss": pg_loss, "entropy": ent}
                 if cfg.kl_mode == "loss":
-                    kl_loss = k3_kl_loss(log_probs, mb.ref_log_probs, mb.mask)
+                    kl_loss = k3_kl_loss(log_probs, mb.ref_log_probs, mb.mask, count)
                     loss = loss + beta * kl_loss
                     terms["kl_loss"] = kl_loss
                 with torch.no_grad():
@@ -266,8 +306,14 @@ class CriticFreeAgent(OnPolicyAgent):
                         / count,
                     }
                 grad_norm = self.optimize(loss, mb, terms)
-                for key, v in {**terms, **terms_log}.items():
-                    stats.setdefault(key, []).append(float(v.detach()))
+                parts = {**terms, **terms_log}
+                values = (  # the ranks' partial means add up to the minibatch's (same on every rank)
+                    self.sum_over_ranks(list(parts.values()))
+                    if self.world.active
+                    else [float(v.detach()) for v in parts.values()]
+                )
+                for key, v in zip(parts, values, strict=True):
+                    stats.setdefault(key, []).append(v)
                 stats.setdefault("grad_norm", []).append(grad_norm)
             if cfg.target_kl is not None and stats["approx_kl_k3"][-1] > cfg.target_kl:
                 stop = True

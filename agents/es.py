@@ -31,6 +31,16 @@ the highest-numbered layer, e.g. ``transformer.h.<N-1>.*`` of GPT-2 or ``model.l
 of Llama), a small subset whose perturbation changes every token's distribution; "all" perturbs
 every parameter. Everything else is frozen. Timesteps are env steps (generated tokens for LM
 policies) summed over all members.
+
+**Data-parallel** (under ``torchrun``; :mod:`agents.distributed`): ``n_envs`` is per rank and a
+run on ``w`` ranks equals one process with ``w * n_envs`` sub-envs. Every rank draws the same
+noise seeds, env seed and sampling seed (their generators are identical), plays its share of the
+episodes (MLP: columns ``rank * n_envs ...`` of every chunk of jobs; LM: its share of every
+member's prompts) with its rows of each sampling draw, and all-gathers the returns (and KLs), so
+every rank holds the whole population's fitness and applies the same update; parameters are
+never communicated after the start. A vector env that takes one seed for the whole batch
+(CartPole's) draws each rank's start states from ``seed + rank * n_envs``, as for the other
+agents, so that case is data-parallel but not bit-identical to one process.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ class ESConfig(OnPolicyConfig):
     """OpenAI-ES settings. Rollout fields of :class:`OnPolicyConfig` that ES has no use for
     (``n_steps``, ``gamma``, ``gae_lambda``, ``vf_coef``, ``ent_coef``, ``max_grad_norm``, ...) are
     ignored; ``n_envs`` is the number of sub-envs the population is spread over (MLP) or the
-    number of prompts each member completes (LM)."""
+    number of prompts each member completes (LM); under torchrun it is per rank."""
 
     #: members per generation (even: antithetic pairs)
     population_size: int = 32
@@ -212,19 +222,51 @@ class PopulationCollector(EpisodeCollector):
     def _score_mlp(
         self, agent: ES, members: torch.Tensor, env_seed: int, sample_seed: int
     ) -> tuple[list[float], int, dict[str, float]]:
+        """Every member's mean return over ``episodes_per_member`` episodes.
+
+        The jobs (member, episode) run in chunks of ``N`` sub-envs, ``N = n_envs`` in one process.
+        Data-parallel, ``N = world_size * n_envs`` and rank ``r`` plays columns ``r * n_envs`` to
+        ``(r + 1) * n_envs - 1`` of every chunk (sub-env ``i`` of the global vector env, as for
+        the other agents), with its rows of one draw for the whole chunk; the returns and lengths
+        are then all-gathered, so every rank holds the fitness of the whole population.
+        """
         cfg = agent.config
+        world = self.world
+        sharded = world is not None and world.active
+        rank, size = (world.rank, world.world_size) if sharded else (0, 1)
         jobs = [(m, e) for m in range(len(members)) for e in range(cfg.episodes_per_member)]
-        returns = np.zeros(len(jobs))
-        lengths = np.zeros(len(jobs), dtype=np.int64)
         n = self.env.num_envs
+        big = n * size
         gen = torch.Generator(device=cfg.device).manual_seed(sample_seed)
-        for start in range(0, len(jobs), n):
-            chunk = jobs[start : start + n]
-            rows = [m for m, _ in chunk] + [chunk[0][0]] * (n - len(chunk))
-            env_seeds = [env_seed + e for _, e in chunk] + [env_seed] * (n - len(chunk))
-            r, length = self._play(agent, members[rows], env_seeds, len(chunk), gen)
-            returns[start : start + len(chunk)] = r[: len(chunk)]
-            lengths[start : start + len(chunk)] = length[: len(chunk)]
+        local_returns, local_lengths = [], []
+        for start in range(0, len(jobs), big):
+            chunk = jobs[start : start + big]
+            rows = [m for m, _ in chunk] + [chunk[0][0]] * (big - len(chunk))
+            env_seeds = [env_seed + e for _, e in chunk] + [env_seed] * (big - len(chunk))
+            mine = slice(rank * n, (rank + 1) * n)
+            n_real = max(0, min(len(chunk) - rank * n, n))
+            r, length = self._play(
+                agent,
+                members[rows[mine]],
+                env_seeds[mine],
+                n_real,
+                gen,
+                fallback_seed=env_seeds[0] + rank * n,
+            )
+            local_returns.append(
+                torch.as_tensor(np.where(np.arange(n) < n_real, r, 0.0), dtype=torch.float64)
+            )
+            local_lengths.append(
+                torch.as_tensor(np.where(np.arange(n) < n_real, length, 0), dtype=torch.int64)
+            )
+        # (chunks, N) in job order (row-major), then the real jobs only
+        all_returns = torch.stack(local_returns)
+        all_lengths = torch.stack(local_lengths)
+        if sharded:
+            all_returns = world.gather(all_returns, dim=1, what="ES fitness all-gather")
+            all_lengths = world.gather(all_lengths, dim=1, what="ES episode-length all-gather")
+        returns = all_returns.reshape(-1)[: len(jobs)].numpy()
+        lengths = all_lengths.reshape(-1)[: len(jobs)].numpy()
         per_member = returns.reshape(len(members), cfg.episodes_per_member).mean(1)
         extra = {
             "mean_return": float(returns.mean()),
@@ -235,39 +277,67 @@ class PopulationCollector(EpisodeCollector):
 
     @torch.no_grad()
     def _play(
-        self, agent: ES, params: torch.Tensor, env_seeds: list[int], n_real: int, gen: torch.Generator
+        self,
+        agent: ES,
+        params: torch.Tensor,
+        env_seeds: list[int],
+        n_real: int,
+        gen: torch.Generator,
+        fallback_seed: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One episode per sub-env, sub-env ``i`` acting with the flat actor parameters ``params[i]``."""
+        """One episode per sub-env, sub-env ``i`` acting with the flat actor parameters ``params[i]``.
+
+        ``fallback_seed`` (default ``env_seeds[0]``) seeds a vector env that takes one seed only.
+        Data-parallel (an active ``self.world``), the random numbers are this rank's rows of one
+        draw for all ranks' sub-envs, and afterwards ``gen`` is advanced by the draws the longest
+        rank made after this rank's episodes had ended (as in the LM rollout), so every rank's
+        generator stays where one process's would be.
+        """
         env, pol, dev = self.env, agent.policy, agent.config.device
         n = env.num_envs
         mode = autoreset_mode(env)
+        world = self.world
+        sharded = world is not None and world.active
+        sampling = not agent.config.deterministic_fitness
         batched = agent.unflatten(params)
         actor = pol.actor
 
         def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(actor, p, (x,))
 
+        def draw(out: torch.Tensor) -> torch.Tensor:
+            if pol.discrete:  # inverse-CDF sampling, one uniform per row (as the policies' act)
+                if sharded:
+                    u = world.uniforms(n, gen, out.device)
+                else:
+                    u = torch.rand(n, 1, generator=gen, device=out.device)
+                cdf = torch.softmax(out, -1).cumsum(-1)
+                a = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+                return a.clamp_(max=out.shape[-1] - 1)
+            if sharded:
+                z = world.normals(out.shape, gen, out.device)
+            else:
+                z = torch.randn(out.shape, generator=gen, device=out.device)
+            return out + pol.log_std.exp() * z
+
         act_all = torch.func.vmap(forward)
         try:  # common random numbers: member m's episode e is reset with env_seed + e
             obs, _ = env.reset(seed=env_seeds)
         except (TypeError, ValueError, gym.error.Error):
-            # vector envs that take one seed only (e.g. CartPole's numpy-batched one): sub-env i
-            # gets env_seeds[0] + i, so members differ in their start states too
-            obs, _ = env.reset(seed=env_seeds[0])
+            # vector envs that take one seed only (e.g. CartPole's numpy-batched one): the whole
+            # batch's start states come from that one seed, so members differ in their start states
+            obs, _ = env.reset(seed=env_seeds[0] if fallback_seed is None else fallback_seed)
         active = np.arange(n) < n_real
         returns = np.zeros(n)
         lengths = np.zeros(n, dtype=np.int64)
+        steps = 0
         while active.any():
             out = act_all(batched, pol.encoder(obs, dev))
-            if pol.discrete:
-                if agent.config.deterministic_fitness:
-                    a = out.argmax(-1)
-                else:
-                    a = torch.multinomial(torch.softmax(out, -1), 1, generator=gen).squeeze(-1)
-            elif agent.config.deterministic_fitness:
-                a = out
+            if not sampling:
+                a = out.argmax(-1) if pol.discrete else out
             else:
-                a = out + pol.log_std.exp() * torch.randn(out.shape, generator=gen, device=out.device)
+                a = draw(out)
+            steps += 1
             obs, rewards, term, trunc, _ = env.step(pol.to_env_actions(a))
             returns += np.where(active, np.asarray(rewards, dtype=np.float64), 0.0)
             lengths += active
@@ -275,6 +345,10 @@ class PopulationCollector(EpisodeCollector):
             active &= ~done
             if mode == AutoresetMode.DISABLED and done.any() and active.any():
                 obs, _ = env.reset(options={"reset_mask": done})
+        if sharded and sampling:  # the draws of the global loop's remaining steps
+            out = act_all(batched, pol.encoder(obs, dev))
+            for _ in range(world.max_int(steps, "ES episode length max") - steps):
+                draw(out)
         return returns, lengths
 
     # -- LM policies: one member after another ------------------------------------------------------
@@ -282,28 +356,45 @@ class PopulationCollector(EpisodeCollector):
     def _score_lm(
         self, agent: ES, members: Iterable[torch.Tensor], env_seed: int, sample_seed: int
     ) -> tuple[list[float], int, dict[str, float]]:
+        """Every member's ``mean return - kl_coef * mean KL`` over the same prompts.
+
+        Data-parallel (an active ``self.world``), every member's prompts are the global batch of
+        ``world_size * n_envs``: each rank completes its share (:meth:`rollout`'s sharding: reset
+        seeds ``env_seed + rank * n_envs``, its rows of each sampling draw), and the per-prompt
+        returns and KLs of all members are all-gathered once at the end, so every rank computes
+        the whole population's fitness as one process would.
+        """
         cfg = agent.config
-        fitness, returns, kls = [], [], []
+        world = self.world
+        sharded = world is not None and world.active
+        returns, kls = [], []
         tokens = 0
         for theta in members:
             agent.set_flat_parameters(theta)
             gen = torch.Generator(device=cfg.device).manual_seed(sample_seed)
             obs, actions, _, rewards, mask, _ = self.rollout(
-                self.env, env_seed, gen, cfg.deterministic_fitness
+                self.env, env_seed, gen, cfg.deterministic_fitness, world=world
             )
-            ret = float((rewards * mask).sum(1).mean())
-            kl = 0.0
+            returns.append((rewards * mask).sum(1).double().cpu())
             if cfg.kl_coef > 0:
                 kl_tok, _ = self.policy.kl_and_ref_logprobs(obs, actions)
-                kl = float((kl_tok * mask).sum(1).mean())
-            fitness.append(ret - cfg.kl_coef * kl)
-            returns.append(ret)
-            kls.append(kl)
+                kls.append((kl_tok * mask).sum(1).double().cpu())
             tokens += int(mask.sum())
-        extra = {"mean_return": float(np.mean(returns))}
+        per_prompt = torch.stack(returns)  # (members, prompts)
+        per_prompt_kl = torch.stack(kls) if kls else torch.zeros_like(per_prompt)
+        if sharded:
+            per_prompt = world.gather(per_prompt, dim=1, what="ES fitness all-gather")
+            per_prompt_kl = world.gather(per_prompt_kl, dim=1, what="ES KL all-gather")
+            total = torch.tensor([tokens], dtype=torch.int64)
+            world.all_reduce_sum_([total], "ES token count all-reduce")
+            tokens = int(total.item())
+        ret = per_prompt.mean(1)
+        kl = per_prompt_kl.mean(1)
+        fitness = ret - cfg.kl_coef * kl
+        extra = {"mean_return": float(ret.mean())}
         if cfg.kl_coef > 0:
-            extra["kl_ref"] = float(np.mean(kls))
-        return fitness, tokens, extra
+            extra["kl_ref"] = float(kl.mean())
+        return fitness.tolist(), tokens, extra
 
 
 class ES(OnPolicyAgent):

@@ -64,7 +64,7 @@ class EpisodeCollector:
     def rollout(
         self,
         env: Any,
-        seed: int,
+        seed: int | list[int],
         generator: torch.Generator,
         deterministic: bool = False,
         world: Any = None,
@@ -74,8 +74,11 @@ class EpisodeCollector:
         Returns ``(obs, actions, log_probs, env_rewards, mask, episodes)``: ``obs`` holds the
         left-padded ``(B, P + R)`` sequences, the others are ``(B, R)`` over completion tokens.
 
+        ``seed``: one int (sub-env ``i`` gets ``seed + i``), or one seed per sub-env (a list).
+
         ``world`` (an active :class:`agents.distributed.World`): this rank's share of the global
-        rollout. Its sub-envs are reset with ``seed + rank * B``, each token is drawn with this
+        rollout. Its sub-envs are reset with ``seed + rank * B`` (a list of seeds is taken to be
+        this rank's slice of the global list already), each token is drawn with this
         rank's rows of one uniform draw for the global batch, and afterwards the generator is
         advanced by the draws the global loop made after this rank's episodes had all ended, so
         every rank's generator stays where one process's would be.
@@ -84,7 +87,7 @@ class EpisodeCollector:
         n = env.num_envs
         mode = autoreset_mode(env)
         sharded = world is not None and world.active
-        if sharded:
+        if sharded and not isinstance(seed, list | tuple):  # per-sub-env seeds are this rank's already
             seed = world.env_seed(seed, n)
         obs, _ = env.reset(seed=seed)
         ids = torch.as_tensor(obs["input_ids"])

@@ -6,7 +6,9 @@ without them as the single-process reference. Each scenario trains, then writes 
 parameters to ``OUT_DIR/params_rank<r>.pt`` so the test can compare ranks and runs.
 
 Scenarios: ``ppo_mlp`` / ``ppo_transformer`` (PPO on the native RLHF/Copy-v0 vector env),
-``ppo_lm`` (PPO with a tiny GPT-2 policy on RLHF/Reverse-v0, adaptive KL), ``a2c`` (the
+``ppo_lm`` (PPO with a tiny GPT-2 policy on RLHF/Reverse-v0, adaptive KL), ``rloo`` / ``grpo``
+(the critic-free agents, same LM and env, groups of 2), ``es_mlp`` / ``es_lm`` (OpenAI-ES with
+sampled fitness: MLP on RLHF/Copy-v0, the tiny LM on RLHF/Reverse-v0), ``a2c`` (the
 policy-gradient family's full-batch update, MLP on RLHF/Copy-v0), ``rm`` (a reward-model
 ensemble fit on preferences). ``--resume`` continues from ``OUT_DIR/ckpt/last``.
 """
@@ -53,7 +55,8 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
     ckpt = os.path.join(args.out, "ckpt")
     if args.resume:
         agent = PPO.load(
-            os.path.join(ckpt, "last"), **({"model": tiny_lm()} if args.scenario == "ppo_lm" else {})
+            os.path.join(ckpt, "last"),
+            **({"model": tiny_lm()} if args.scenario in ("ppo_lm", "rloo", "grpo") else {}),
         )
     elif args.scenario == "ppo_lm":
         agent = PPO(
@@ -68,6 +71,34 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
             kl_target=0.01,
             learning_rate=1e-3,
             checkpoint_dir=ckpt,
+        )
+    elif args.scenario in ("rloo", "grpo"):
+        from agents import GRPO, RLOO
+
+        agent = (RLOO if args.scenario == "rloo" else GRPO)(
+            "RLHF/Reverse-v0",
+            seed=3,
+            model=tiny_lm(),
+            n_envs=n_envs,
+            group_size=2,
+            n_minibatches=2,
+            n_epochs=2,
+            learning_rate=1e-3,
+            checkpoint_dir=ckpt,
+        )
+    elif args.scenario in ("es_mlp", "es_lm"):
+        from agents import ES
+
+        lm = args.scenario == "es_lm"
+        agent = ES(
+            "RLHF/Reverse-v0" if lm else "RLHF/Copy-v0",
+            seed=3,
+            n_envs=n_envs,
+            population_size=4 if lm else 6,
+            episodes_per_member=1 if lm else 2,  # MLP: 12 episodes in chunks of 8, the last part-empty
+            deterministic_fitness=False,  # the sampling draws are sharded too
+            checkpoint_dir=ckpt,
+            **({"policy": "lm", "model": tiny_lm(), "kl_coef": 0.1} if lm else {}),
         )
     elif args.scenario == "a2c":
         from agents import A2C
@@ -164,7 +195,10 @@ def reward_model(args: argparse.Namespace) -> dict[str, torch.Tensor]:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "a2c", "rm"])
+    p.add_argument(
+        "scenario",
+        choices=["ppo_mlp", "ppo_transformer", "ppo_lm", "rloo", "grpo", "es_mlp", "es_lm", "a2c", "rm"],
+    )
     p.add_argument("out")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--global-envs", type=int, default=8)

@@ -130,8 +130,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, cls):
 
 
 def test_config_errors_and_presets():
-    with pytest.raises(ConfigError, match="multiple of group_size"):
+    with pytest.raises(ConfigError, match="multiple of group_size") as err:
         agent(RLOO, n_envs=6, group_size=4)
+    assert "per rank" in str(err.value)  # under torchrun every rank runs whole groups
     with pytest.raises(ConfigError, match="group_size must be an int >= 2"):
         agent(GRPO, group_size=1)
     with pytest.raises(ConfigError, match="policy must be 'lm'"):

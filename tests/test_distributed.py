@@ -120,7 +120,9 @@ def without_key_bias(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 pytestmark = pytest.mark.slow  # process start-up dominates: 20-60 s each here; .ci/run runs them
 
 
-@pytest.mark.parametrize("scenario", ["ppo_mlp", "ppo_transformer", "ppo_lm", "a2c", "rm"])
+@pytest.mark.parametrize(
+    "scenario", ["ppo_mlp", "ppo_transformer", "ppo_lm", "rloo", "grpo", "es_mlp", "es_lm", "a2c", "rm"]
+)
 def test_two_ranks_equal_one_process_with_the_global_batch(scenario, tmp_path):
     """K = 3 iterations (PPO: 2 epochs x 4 or 2 minibatches each; A2C: one step) / a 2-epoch ensemble fit."""
     two = run(scenario, tmp_path / "two", 2)
