@@ -53,10 +53,15 @@ def ppo(args: argparse.Namespace, world_size: int) -> dict[str, torch.Tensor]:
 
     n_envs = args.global_envs // world_size
     ckpt = os.path.join(args.out, "ckpt")
-    if args.resume:
-        agent = PPO.load(
+    if args.resume:  # the scenario's own class, and the in-memory LM it was built on
+        import agents
+
+        cls = {"rloo": agents.RLOO, "grpo": agents.GRPO, "es_mlp": agents.ES, "es_lm": agents.ES}.get(
+            args.scenario, agents.A2C if args.scenario == "a2c" else PPO
+        )
+        agent = cls.load(
             os.path.join(ckpt, "last"),
-            **({"model": tiny_lm()} if args.scenario in ("ppo_lm", "rloo", "grpo") else {}),
+            **({"model": tiny_lm()} if args.scenario in ("ppo_lm", "rloo", "grpo", "es_lm") else {}),
         )
     elif args.scenario == "ppo_lm":
         agent = PPO(
