@@ -250,6 +250,30 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
     return summary
 
 
+def _write(
+    args: argparse.Namespace, argv: list[str] | None, runs: list[dict], summary: dict, wall: float
+) -> None:
+    from benchmarks.common import load_average
+
+    with open(args.out, "w") as f:
+        json.dump(
+            {
+                "command": " ".join(["python -m benchmarks.dpo_sentiment", *(argv or sys.argv[1:])]),
+                "pairs": args.pairs,
+                "update_tokens": args.update_tokens,
+                "ppo_tokens": args.ppo_tokens,
+                "eval_episodes": args.eval_episodes,
+                "seeds_done": [r["seed"] for r in runs],
+                "wall_seconds": wall,
+                "load_average_at_end": load_average(),
+                "summary": summary,
+                "runs": runs,
+            },
+            f,
+            indent=1,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -261,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     init_torch(1)
     t0 = time.perf_counter()
-    runs = [
-        run_seed(s, args.pairs, args.update_tokens, args.ppo_tokens, args.eval_episodes) for s in args.seeds
-    ]
+    runs = []
+    for s in args.seeds:  # the file is rewritten after every seed, so a stopped run keeps its seeds
+        runs.append(run_seed(s, args.pairs, args.update_tokens, args.ppo_tokens, args.eval_episodes))
+        _write(args, argv, runs, summarise(runs), time.perf_counter() - t0)
     summary = summarise(runs)
     for route in ROUTES:
         s = summary[route]
@@ -278,24 +303,6 @@ def main(argv: list[str] | None = None) -> int:
         f"decision: DPO - PPO-on-RM reward {d['mean_difference']:+.3f} (se {d['standard_error']:.3f}): "
         f"{d['verdict']}; {d['dominance']}"
     )
-    from benchmarks.common import load_average
-
-    with open(args.out, "w") as f:
-        json.dump(
-            {
-                "command": " ".join(["python -m benchmarks.dpo_sentiment", *(argv or sys.argv[1:])]),
-                "pairs": args.pairs,
-                "update_tokens": args.update_tokens,
-                "ppo_tokens": args.ppo_tokens,
-                "eval_episodes": args.eval_episodes,
-                "wall_seconds": time.perf_counter() - t0,
-                "load_average_at_end": load_average(),
-                "summary": summary,
-                "runs": runs,
-            },
-            f,
-            indent=1,
-        )
     print(f"wrote {args.out}")
     return 0
 
