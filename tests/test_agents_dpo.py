@@ -248,3 +248,17 @@ def test_cli_refuses_bad_dpo_options(capsys, extra, message):
 
     assert main(["--env", "RLHF/Sentiment-v0", "--steps", "10", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_training_logs_the_loss_and_the_evaluation_to_the_log_dir(tmp_path):
+    import csv
+
+    ag = agent(log_dir=str(tmp_path), tensorboard=False)
+    ag.learn(ag.data_tokens, progress_bar=False)
+    ag.evaluate(2)
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == ag.iteration == 3
+    assert {"loss", "pref_accuracy", "reward_margin", "grad_norm", "epoch"} <= set(rows[0])
+    assert float(rows[-1]["epoch"]) == 1.0
+    assert (tmp_path / "evaluations.csv").is_file()
