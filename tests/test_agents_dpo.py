@@ -262,3 +262,29 @@ def test_training_logs_the_loss_and_the_evaluation_to_the_log_dir(tmp_path):
     assert {"loss", "pref_accuracy", "reward_margin", "grad_norm", "epoch"} <= set(rows[0])
     assert float(rows[-1]["epoch"]) == 1.0
     assert (tmp_path / "evaluations.csv").is_file()
+
+
+def test_recorded_raters_comparisons_of_sentences_train_the_embedded_model():
+    from rlhf_envs.data.hutto2014 import RatedSentence
+    from rlhf_envs.feedback.recorded import RecordedRaters, episode_for
+
+    records = [
+        RatedSentence("movies", "1", "A wonderful film, I loved it.", 2.5, (3, 2, 3, 3)),
+        RatedSentence("movies", "2", "A dull film, I hated it.", -2.5, (-3, -2, -3, -3)),
+    ]
+    a, b = [episode_for(records[0])] * 4, [episode_for(records[1])] * 4
+    answers = RecordedRaters(records, seed=0).compare(a, b)  # real ratings: A wins every time
+    ag = DPO(
+        "RLHF/Sentiment-v0",
+        seed=0,
+        model="default",
+        n_envs=4,
+        learning_rate=1e-4,
+        preferences=(a, b, answers),
+    )
+    tok = ag.env.task.tokenizer
+    assert ag.preferences.prompt_ids[0] == (tok.eos_id,) and ag.preferences.prob_a.tolist() == [1.0] * 4
+    assert ag.preferences.a_ids[0] == (*tok.encode(records[0].text), tok.eos_id)
+    ag.learn(4 * ag.data_tokens, progress_bar=False)
+    _, terms = ag.loss([0, 1])
+    assert float(terms["margin"]) > 0.5 and float(terms["pref_accuracy"]) == 1.0
