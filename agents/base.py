@@ -568,6 +568,8 @@ class OnPolicyAgent:
         tensors, optim_meta = ckpt.optimizer_state(self.optimizer)
         tensors["rng.init"] = self.init_rng.get_state()
         tensors["rng.torch"] = self.torch_rng.get_state().cpu()
+        extra_tensors, extra_meta = self._checkpoint_extras()
+        tensors.update(extra_tensors)
         meta = {
             "algorithm": type(self).__name__,
             "config": self.config.to_json_dict(),
@@ -581,10 +583,19 @@ class OnPolicyAgent:
             "optimizer": optim_meta,
             "policy": self.policy.checkpoint_meta() if hasattr(self.policy, "checkpoint_meta") else {},
             "collector": self.collector.state_dict() if hasattr(self.collector, "state_dict") else {},
+            **extra_meta,
         }
         ckpt.write_checkpoint(path, self.policy, tensors, meta)
         self.last_checkpoint = path
         return path
+
+    def _checkpoint_extras(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Further tensors and ``config.json`` entries a subclass saves with every checkpoint
+        (:class:`agents.dpo.DPO`: its preference data and its position in it); none here."""
+        return {}, {}
+
+    def _restore_checkpoint_extras(self, ck: Any) -> None:
+        """Read back what :meth:`_checkpoint_extras` saved (``ck``: the read checkpoint)."""
 
     @classmethod
     def load(
@@ -666,6 +677,7 @@ class OnPolicyAgent:
             agent.env_id = saved_id.split(":", 1)[-1]
         ckpt.load_weights(agent.policy, ck.model_file)
         ckpt.load_saved_state(agent, ck)
+        agent._restore_checkpoint_extras(ck)
         agent._needs_reset = True
         agent.last_checkpoint = path
         return agent

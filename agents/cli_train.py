@@ -8,9 +8,11 @@
     rlhf-envs train --algo ppo --env RLHF/Copy-v0 --steps 200000 --preset toy-copy  # a named preset
     rlhf-envs train --algo grpo --env RLHF/Sentiment-v0 --steps 20000 --preset lm-sentiment-grpo
     rlhf-envs train --algo es --env CartPole-v1 --steps 500000
+    rlhf-envs train --algo dpo --env RLHF/Sentiment-v0 --steps 80000 --pairs 512 --preset lm-sentiment-dpo
+    rlhf-envs train --algo dpo --env RLHF/Sentiment-v0 --steps 20000 --label-store labels.db --experiment exp1
 
-``--algo`` is ``ppo``, ``reinforce``, ``a2c``, ``rloo``, ``grpo`` or ``es`` (the custom agents in
-:mod:`agents`; ``rloo`` and ``grpo`` need a language env) or ``sb3-<name>``
+``--algo`` is ``ppo``, ``reinforce``, ``a2c``, ``rloo``, ``grpo``, ``es`` or ``dpo`` (the custom agents in
+:mod:`agents`; ``rloo``, ``grpo`` and ``dpo`` need a language env) or ``sb3-<name>``
 with ``<name>`` one of ``ppo``, ``a2c``, ``dqn``, ``maskable_ppo`` (:func:`agents.sb3.train_baseline`).
 ``--set key=value`` passes any further option (values parsed as JSON when they parse, else kept as
 strings): the custom agents' config fields, or the SB3 class's constructor arguments and
@@ -18,6 +20,19 @@ strings): the custom agents' config fields, or the SB3 class's constructor argum
 :mod:`agents.presets` for the algorithm (``--set`` and ``--n-envs`` override it). After training
 the command evaluates the policy, prints one JSON line of results (with the preset's name) and,
 with ``--save``, writes the model (SB3 ``.zip`` or the custom checkpoint dir).
+
+DPO trains offline on comparisons, and ``--steps`` counts the completion tokens it trains on (both
+sides of each pair, every epoch). Where the comparisons come from:
+
+* by default, ``--pairs N`` (default 256) pairs of completions of the same prompt, sampled from the
+  initial policy (the base model) and labelled on the fly by the task's simulated human
+  (:class:`~rlhf_envs.feedback.simulated.SimulatedHuman` over the task's own reward as the gold
+  utility, rater preset ``--rater``, default the RLHF loop's ``Mistake``, seeded with ``--seed``);
+  the same recipe as ``benchmarks/dpo_sentiment.py``;
+* ``--label-store DB --experiment NAME``: the pairwise answers people gave on the web app
+  (``rlhf-envs human serve --db DB``), one soft label per query.
+
+The result adds ``preferences`` (pairs, skips, ties, source) to the JSON line.
 
 Wire it into ``rlhf_envs.cli.build_parser`` with ``add_train_parser(sub)``.
 """
@@ -33,7 +48,7 @@ from typing import Any
 from agents.threads import DEFAULT_TRAIN_THREADS_HELP
 from rlhf_envs.errors import ConfigError
 
-CUSTOM_ALGOS = ("ppo", "reinforce", "a2c", "rloo", "grpo", "es")
+CUSTOM_ALGOS = ("ppo", "reinforce", "a2c", "rloo", "grpo", "es", "dpo")
 #: the class of each custom algorithm in :mod:`agents`
 CUSTOM_CLASSES = {
     "ppo": "PPO",
@@ -42,9 +57,12 @@ CUSTOM_CLASSES = {
     "rloo": "RLOO",
     "grpo": "GRPO",
     "es": "ES",
+    "dpo": "DPO",
 }
 #: custom algorithms that train language-model policies only
-LM_ONLY_ALGOS = ("rloo", "grpo")
+LM_ONLY_ALGOS = ("rloo", "grpo", "dpo")
+#: comparisons DPO samples and has labelled when no label store is given
+DEFAULT_DPO_PAIRS = 256
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -128,6 +146,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
                 opts.setdefault("model", resolve_model_path(None))
         agent = cls(args.env, seed=args.seed, **opts)
         result["preset"] = agent.config.preset
+        if algo == "dpo":
+            result["preferences"] = _set_dpo_preferences(agent, args)
         t0 = time.perf_counter()
         agent.learn(args.steps, progress_bar=args.progress_bar)
         result["train_seconds"] = time.perf_counter() - t0
@@ -183,6 +203,32 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _set_dpo_preferences(agent: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Give the DPO agent its comparisons (see the module docstring); returns their summary."""
+    from agents.lm_actor_critic import env_tokenizer
+    from agents.preference_data import PreferencePairs, sample_comparisons
+
+    if args.label_store is not None:
+        data = PreferencePairs.from_label_store(args.label_store, args.experiment, env_tokenizer(agent.env))
+        agent.set_preferences(data)
+        return data.summary()
+    from rlhf_envs.feedback.simulated import SimulatedHuman
+
+    task = getattr(agent.env, "task", None) or getattr(getattr(agent.env, "unwrapped", None), "task", None)
+    gold = getattr(task, "feedback", None)
+    if gold is None:
+        raise ConfigError(
+            f"--algo dpo: the env {args.env!r} has no task reward to simulate a human with; give "
+            "--label-store DB --experiment NAME"
+        )
+    human = SimulatedHuman(gold, args.rater, seed=args.seed)
+    n = DEFAULT_DPO_PAIRS if args.pairs is None else args.pairs
+    a, b, answers, info = sample_comparisons(agent, n, human, seed=args.seed, env_id=args.env)
+    data = PreferencePairs.from_comparisons(a, b, answers, source=f"SimulatedHuman({args.rater})")
+    agent.set_preferences(data)
+    return {**data.summary(), "label_gold_agreement": info.get("label_gold_agreement")}
+
+
 def check_train_args(args: argparse.Namespace) -> None:
     """Refuse a bad command line before anything is built (:class:`ConfigError`, one clear line)."""
     import os
@@ -209,6 +255,27 @@ def check_train_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--eval-episodes must be >= 0 (0 skips evaluation), got {args.eval_episodes}")
     if args.log_dir is not None and os.path.exists(args.log_dir) and not os.path.isdir(args.log_dir):
         raise ConfigError(f"--log-dir {args.log_dir!r} is a file; give a directory")
+    for name in ("pairs", "label_store", "experiment"):  # a Namespace built without these options
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    dpo_only = {"--pairs": args.pairs, "--label-store": args.label_store, "--experiment": args.experiment}
+    if args.algo.strip().lower() != "dpo":
+        given = [k for k, v in dpo_only.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} are options of --algo dpo, not --algo {args.algo}")
+    else:
+        if args.pairs is not None and args.pairs < 1:
+            raise ConfigError(f"--pairs must be a positive number of comparisons, got {args.pairs}")
+        if (args.label_store is None) != (args.experiment is None):
+            raise ConfigError(
+                "--label-store and --experiment go together (the store's file and the experiment's name)"
+            )
+        if args.label_store is not None and args.pairs is not None:
+            raise ConfigError(
+                "--pairs samples comparisons for the simulated human; with --label-store the store's answers are used"
+            )
+        if args.label_store is not None and not os.path.isfile(args.label_store):
+            raise ConfigError(f"--label-store {args.label_store!r} is not a file")
     if args.save is not None:
         parent = os.path.dirname(os.path.abspath(args.save))
         if os.path.exists(parent) and not os.path.isdir(parent):
@@ -248,16 +315,21 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "train",
-        help="train a custom agent (ppo, reinforce, a2c, rloo, grpo, es) or an SB3 baseline (sb3-ppo, ...) on an env id",
+        help="train a custom agent (ppo, reinforce, a2c, rloo, grpo, es, dpo) or an SB3 baseline (sb3-ppo, ...) on an env id",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "--algo",
         required=True,
-        help="ppo | reinforce | a2c | rloo | grpo | es | sb3-ppo | sb3-a2c | sb3-dqn | sb3-maskable_ppo",
+        help="ppo | reinforce | a2c | rloo | grpo | es | dpo | sb3-ppo | sb3-a2c | sb3-dqn | sb3-maskable_ppo",
     )
     p.add_argument("--env", required=True, help="env id, e.g. RLHF/Copy-v0")
-    p.add_argument("--steps", type=int, required=True, help="total env steps (generated tokens)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        required=True,
+        help="total env steps (generated tokens; dpo: completion tokens trained on)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-envs", type=int, default=None, help="parallel sub-envs (default: the algorithm's)")
     p.add_argument(
@@ -276,6 +348,20 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--set overrides it",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra option (repeatable)")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help=f"dpo: comparisons sampled from the base model and labelled by the task's simulated human "
+        f"(default {DEFAULT_DPO_PAIRS})",
+    )
+    p.add_argument(
+        "--rater", default="Mistake", help="dpo: the simulated human's rater preset (default Mistake)"
+    )
+    p.add_argument(
+        "--label-store", default=None, help="dpo: train on people's answers in this web-app label store"
+    )
+    p.add_argument("--experiment", default=None, help="dpo: the label store's experiment")
     p.set_defaults(func=_cmd_train)
     return p
 

@@ -4,8 +4,8 @@ A preset is a name for a mapping of config fields for one algorithm, with a line
 values come from. The fields themselves are documented once, where they are defined:
 
 * ``ppo``, ``a2c``, ``reinforce`` (the custom agents): the dataclasses of :mod:`agents.config`
-  (``rloo``, ``grpo``, ``es``: :class:`agents.rloo.RLOOConfig`, :class:`agents.grpo.GRPOConfig`,
-  :class:`agents.es.ESConfig`);
+  (``rloo``, ``grpo``, ``es``, ``dpo``: :class:`agents.rloo.RLOOConfig`,
+  :class:`agents.grpo.GRPOConfig`, :class:`agents.es.ESConfig`, :class:`agents.dpo.DPOConfig`);
   ``PPO(env, seed=0, preset="lm-sentiment-demo", learning_rate=3e-5)`` starts from the preset and
   lets keyword arguments override it;
 * ``sb3-ppo``, ``sb3-a2c``, ``sb3-dqn``, ``sb3-maskable_ppo``: the keywords of
@@ -38,6 +38,7 @@ ALGOS = (
     "rloo",
     "grpo",
     "es",
+    "dpo",
     "sb3-ppo",
     "sb3-a2c",
     "sb3-dqn",
@@ -286,6 +287,30 @@ _add(
     weight_decay=0.005,
     kl_coef=0.05,
     es_params="last_block",
+)
+_add(
+    "lm-default-dpo",
+    ("dpo",),
+    """DPO with policy="lm" when no preset is named: the DPO paper's beta 0.1 and sigmoid loss, 16
+    pairs per step, lm-default's optimiser settings (Adam lr 1e-5, gradient clip 1.0, no annealing),
+    64 episodes per evaluation batch.""",
+    policy="lm",
+    n_envs=64,
+    beta=0.1,
+    loss="sigmoid",
+    batch_size=16,
+    learning_rate=1e-5,
+    anneal_lr=False,
+    max_grad_norm=1.0,
+)
+_add(
+    "lm-sentiment-dpo",
+    ("dpo",),
+    """benchmarks/dpo_sentiment.py's DPO on the embedded model: lm-default-dpo with lr 1e-4 (the
+    learning rate of lm-sentiment-demo, the PPO it is compared with), fixed before any DPO run.""",
+    base="lm-default-dpo",
+    model="default",
+    learning_rate=1e-4,
 )
 _add(
     "lm-sentiment-demo",

@@ -11,6 +11,7 @@ import pytest
 import rlhf_envs  # noqa: F401
 from agents import A2C, PPO, REINFORCE
 from agents.config import A2CConfig, PPOConfig, REINFORCEConfig
+from agents.dpo import DPOConfig
 from agents.es import ESConfig
 from agents.grpo import GRPOConfig
 from agents.presets import ALGOS, describe_preset, get_preset, list_presets
@@ -27,6 +28,7 @@ CONFIG_CLASSES = {
     "es": ESConfig,
     "rloo": RLOOConfig,
     "grpo": GRPOConfig,
+    "dpo": DPOConfig,
 }
 
 

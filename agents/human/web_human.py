@@ -387,6 +387,31 @@ def rating_targets(store: LabelStore | str | Path, experiment: str) -> tuple[lis
     return eps, np.asarray(ys, dtype=np.float64)
 
 
+def comparison_targets(
+    store: LabelStore | str | Path, experiment: str
+) -> tuple[list[Episode], list[Episode], list[float]]:
+    """Every pairwise query of ``experiment`` with a decisive or tie answer, as ``(a, b, prob_a)``:
+    the two episodes and the mean of the raters' answers (A = 1, B = 0, tie = 0.5; skips dropped).
+
+    The result goes straight into ``RewardModel.fit_preferences(a, b, prob_a)`` or
+    :meth:`agents.preference_data.PreferencePairs.from_comparisons` (DPO).
+    """
+    st = store if isinstance(store, LabelStore) else LabelStore(store)
+    per: dict[int, list[Answer]] = {}
+    for ans in st.answers(experiment=experiment):
+        per.setdefault(ans.query_id, []).append(ans)
+    a, b, p = [], [], []
+    for qid, answers in sorted(per.items()):
+        q = st.query(qid)
+        prob = _mean_prob(answers)
+        if q["kind"] != "pairwise" or prob is None or len(q["completions"]) != 2:
+            continue
+        a.append(_episode_of(q, 0))
+        b.append(_episode_of(q, 1))
+        p.append(prob)
+    return a, b, p
+
+
 class TokenMarks(NamedTuple):
     """One per-token query's answers: ``(query_id, tokens, marks)``.
 
