@@ -56,6 +56,23 @@ the demonstrations' prompts (``negatives_on_demo_prompts=True``, its default). E
 the protocol above is unchanged; ``toy-airl`` is re-run once, then ``toy-transfer`` on its reward.
 The language result was measured before the fix and is not re-run.
 
+Results of the re-run: the AIRL policy kept its BC initialisation's level (success 0.964) and the
+learned reward's AUC is 0.99998, but a fresh PPO paid only that reward learns to stop at once
+(success 0.000; ``sum f - log pi``: 0.002). Probing the saved reward on unseen prompts: correct
+answers score -0.01, stopping at once -10.1, random letters of the right length -35.0. Stopping
+costs about as much as one wrong token, while a wrong answer costs per token (``--part
+toy-probe``, a diagnostic); during AIRL the
+BC-initialised policy never stopped early, so the discriminator never learned that early stopping
+is unlike the expert (the absorbing reward stayed at -0.10). A design limitation of AIRL started
+from the expert's neighbourhood, not a bug.
+
+The one changed design (declared and committed before its run; parts ``toy-airl-nobc``,
+``toy-transfer-nobc``, ``toy-transfer-maxent-nobc``): step 3 without the behaviour-cloning
+initialisation of the policy (the reward's maximum-likelihood warm start kept), so the
+discriminator sees the episodes a learner from scratch produces, early stopping included, as AIRL
+does by default; every other setting, the evaluation, the AUC and the two transfers (reward saved to
+``runs/inverse_rl_toy_reward_nobc``) are as above. Same must-show; both designs are reported.
+
 ``--part toy-diagnose`` (a diagnostic, not part of the protocol): the ``toy-airl`` set-up up to the
 end of round one's discriminator phase (no PPO), once with negatives on fresh prompts and once on
 the demonstrations' prompts; the learned return of the demonstrations, of the round's policy
@@ -81,6 +98,7 @@ TOY_ID = "RLHF/Copy-v0"
 LANG_ID = "RLHF/Sentiment-v0"
 TOY_TOKENS = 49_152
 TOY_REWARD_DIR = Path(__file__).resolve().parent.parent / "runs" / "inverse_rl_toy_reward"
+TOY_REWARD_DIR_NOBC = TOY_REWARD_DIR.with_name("inverse_rl_toy_reward_nobc")
 LANG_TOKENS = 8_192
 EVAL_SEED = 50_000
 
@@ -149,7 +167,7 @@ def _corruptions(expert: list[Any], rng: np.random.Generator, letters: np.ndarra
     return kinds
 
 
-def part_toy_airl() -> dict[str, Any]:
+def part_toy_airl(bc_init: bool = True) -> dict[str, Any]:
     import gymnasium as gym
 
     from agents import PPO
@@ -178,7 +196,7 @@ def part_toy_airl() -> dict[str, Any]:
     )
     untrained = PPO(TOY_ID, seed=0, preset="toy-copy")  # the initial policy, for negatives
     n_tok = sum(len(e.completion_ids) for e in demos)
-    nll = airl.pretrain_bc(20 * n_tok)
+    nll = airl.pretrain_bc(20 * n_tok) if bc_init else float("nan")
     reward_nll = airl.pretrain_reward(20 * n_tok)
     out: dict[str, Any] = {
         "airl_bc_init": {**_eval(airl.agent, TOY_ID, 500, True), "nll": nll, "reward_head_nll": reward_nll}
@@ -190,7 +208,7 @@ def part_toy_airl() -> dict[str, Any]:
         airl_history=airl.history,
         reward=repr(reward),
     )
-    reward.save(TOY_REWARD_DIR)  # runs/ is not committed
+    reward.save(TOY_REWARD_DIR if bc_init else TOY_REWARD_DIR_NOBC)  # runs/ is not committed
 
     # AUC on fresh prompts
     fresh, _ = scripted_demonstrations(TOY_ID, 500, seed=200_000)
@@ -263,7 +281,41 @@ def part_toy_diagnose() -> dict[str, Any]:
     return out
 
 
-def part_toy_transfer(maxent: bool) -> dict[str, Any]:
+def part_toy_probe(reward_dir: Path) -> dict[str, Any]:
+    """The saved toy reward's learned return of kinds of completion of 500 unseen prompts."""
+    from agents.demonstrations import scripted_demonstrations
+    from rlhf_envs.feedback.base import Episode
+    from rlhf_envs.feedback.inverse_rl import TokenReward
+    from rlhf_envs.tasks.toy import TOY_TOKENIZER
+
+    reward = TokenReward.load(reward_dir)
+    fresh, _ = scripted_demonstrations(TOY_ID, 500, seed=200_000)
+    rng = np.random.default_rng(0)
+    letters = np.array(TOY_TOKENIZER.encode("abcdefgh"))
+    eos = TOY_TOKENIZER.eos_id
+
+    def ep(e: Any, completion: Any) -> Any:
+        return Episode(e.prompt, "", e.prompt_ids, tuple(int(x) for x in completion), True, {}, e.seed)
+
+    kinds = {
+        "correct": fresh,
+        "stop_at_once": [ep(e, [eos]) for e in fresh],
+        "random_letters_right_length": [
+            ep(e, [*rng.choice(letters, len(e.completion_ids) - 1), eos]) for e in fresh
+        ],
+    }
+    stop = reward.score(kinds["stop_at_once"])
+    out: dict[str, Any] = {"absorbing_reward": float(reward.net.absorbing.detach())}
+    for k, v in kinds.items():
+        sc = reward.score(v)
+        out[k] = {
+            "mean_learned_return": float(sc.mean()),
+            "frac_above_stop_at_once": float((sc > stop).mean()),
+        }
+    return {f"probe_{reward_dir.name}": out}
+
+
+def part_toy_transfer(maxent: bool, reward_dir: Path = TOY_REWARD_DIR) -> dict[str, Any]:
     """A fresh PPO on the frozen exported reward only (``sum f``, or ``sum f - log pi``)."""
     import gymnasium as gym
 
@@ -271,7 +323,7 @@ def part_toy_transfer(maxent: bool) -> dict[str, Any]:
     from agents.airl import MaxEntReward
     from rlhf_envs.feedback.inverse_rl import TokenReward
 
-    reward = TokenReward.load(TOY_REWARD_DIR)
+    reward = TokenReward.load(reward_dir)
     reward.net.requires_grad_(False)
     t0 = time.perf_counter()
     paid = MaxEntReward(reward) if maxent else reward
@@ -466,6 +518,10 @@ def main() -> None:
             "toy-transfer",
             "toy-transfer-maxent",
             "toy-diagnose",
+            "toy-airl-nobc",
+            "toy-transfer-nobc",
+            "toy-transfer-maxent-nobc",
+            "toy-probe",
             "language",
             "merge",
         ],
@@ -484,6 +540,13 @@ def main() -> None:
         "toy-transfer": lambda: part_toy_transfer(False),
         "toy-transfer-maxent": lambda: part_toy_transfer(True),
         "toy-diagnose": part_toy_diagnose,
+        "toy-airl-nobc": lambda: part_toy_airl(bc_init=False),
+        "toy-transfer-nobc": lambda: part_toy_transfer(False, TOY_REWARD_DIR_NOBC),
+        "toy-transfer-maxent-nobc": lambda: part_toy_transfer(True, TOY_REWARD_DIR_NOBC),
+        "toy-probe": lambda: {
+            **part_toy_probe(TOY_REWARD_DIR),
+            **(part_toy_probe(TOY_REWARD_DIR_NOBC) if TOY_REWARD_DIR_NOBC.exists() else {}),
+        },
         "language": part_language,
     }[args.part]
     t0 = time.perf_counter()
