@@ -412,6 +412,8 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
     ppo, before = parts.get("toy-ppo", {}), parts.get("toy-airl_before-fix", {})
     airl, tr = parts.get("toy-airl", {}), parts.get("toy-transfer", {})
     trm = parts.get("toy-transfer-maxent", {})
+    nobc, trn = parts.get("toy-airl-nobc", {}), parts.get("toy-transfer-nobc", {})
+    trmn = parts.get("toy-transfer-maxent-nobc", {})
     lines = [
         "`RLHF/Copy-v0`, seed 0, 49,152 PPO tokens per PPO run; 500 greedy episodes of unseen prompts:",
         "",
@@ -429,6 +431,9 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
             "fresh PPO on the exported learned reward, `sum f` (after the fix)", tr.get("ppo_learned_reward")
         ),
         _row("fresh PPO on `sum f - log pi` (after the fix)", trm.get("ppo_learned_reward_maxent")),
+        _row("changed design: AIRL policy without the BC initialisation", nobc.get("airl_policy")),
+        _row("changed design: fresh PPO on its reward, `sum f`", trn.get("ppo_learned_reward")),
+        _row("changed design: fresh PPO on its `sum f - log pi`", trmn.get("ppo_learned_reward_maxent")),
         _row("BC on the same 256 demonstrations (20 epochs)", ppo.get("bc")),
         "",
         "AUC of the learned reward's episode score, correct completions of 500 unseen prompts against",
@@ -438,7 +443,11 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     kinds = ("substituted", "dropped_last", "extra_token", "untrained_policy_sample", "all")
-    for name, part in (("first run", before), ("re-run after the fix", airl)):
+    for name, part in (
+        ("first run", before),
+        ("re-run after the fix", airl),
+        ("changed design (no BC initialisation)", nobc),
+    ):
         a = part.get("auc")
         cells = " | ".join(f"{a[k]:.3f}" for k in kinds) if a else "not run | | | |"
         lines.append(f"| AIRL `f`, {name} | {cells} |")
@@ -467,7 +476,19 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
 
 
 def merge() -> dict[str, Any]:
-    names = ("toy-ppo", "toy-airl", "toy-transfer", "toy-transfer-maxent", "toy-airl_before-fix", "language")
+    names = (
+        "toy-ppo",
+        "toy-airl",
+        "toy-transfer",
+        "toy-transfer-maxent",
+        "toy-airl_before-fix",
+        "toy-airl-nobc",
+        "toy-transfer-nobc",
+        "toy-transfer-maxent-nobc",
+        "toy-diagnose",
+        "toy-probe",
+        "language",
+    )
     parts = {
         p: json.loads((RESULTS / f"inverse_rl_{p}.json").read_text())
         for p in names
@@ -476,7 +497,11 @@ def merge() -> dict[str, Any]:
     out: dict[str, Any] = {"protocol": __doc__.split("``python -m")[0].strip(), **parts}
     t = parts.get("toy-ppo", {}).get("ppo_true", {}).get("success_rate")
     must: dict[str, Any] = {}
-    for run, part in (("before_fix", "toy-airl_before-fix"), ("after_fix", "toy-airl")):
+    for run, part in (
+        ("before_fix", "toy-airl_before-fix"),
+        ("after_fix", "toy-airl"),
+        ("no_bc_init", "toy-airl-nobc"),
+    ):
         if part in parts:
             must[f"{run}_auc_all"] = parts[part]["auc"]["all"]
             must[f"{run}_auc_ok"] = parts[part]["auc"]["all"] >= 0.95
@@ -487,11 +512,14 @@ def merge() -> dict[str, Any]:
         for part, key in (
             ("toy-transfer", "ppo_learned_reward"),
             ("toy-transfer-maxent", "ppo_learned_reward_maxent"),
+            ("toy-transfer-nobc", "ppo_learned_reward"),
+            ("toy-transfer-maxent-nobc", "ppo_learned_reward_maxent"),
         ):
             if part in parts:
                 lr = parts[part][key]["success_rate"]
-                must[f"{key}_success_ratio"] = lr / t if t > 0 else float("nan")
-                must[f"{key}_ratio_ok"] = lr >= 0.9 * t
+                name = part.replace("-", "_")
+                must[f"{name}_success_ratio"] = lr / t if t > 0 else float("nan")
+                must[f"{name}_ratio_ok"] = lr >= 0.9 * t
     out["must_show_toy"] = must
     if "language" in parts:
         lang = parts["language"]
