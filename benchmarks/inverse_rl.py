@@ -72,6 +72,9 @@ initialisation of the policy (the reward's maximum-likelihood warm start kept), 
 discriminator sees the episodes a learner from scratch produces, early stopping included, as AIRL
 does by default; every other setting, the evaluation, the AUC and the two transfers (reward saved to
 ``runs/inverse_rl_toy_reward_nobc``) are as above. Same must-show; both designs are reported.
+Its result: no better. The AIRL policy itself learned to stop at once (success 0.000, mean length
+1.00), AUC 0.87, both transfers 0.000; the probe gives correct answers 7.3, stopping -12.0, random
+letters -42.4. The toy must-show is not met by either design; no further design is tried.
 
 ``--part toy-diagnose`` (a diagnostic, not part of the protocol): the ``toy-airl`` set-up up to the
 end of round one's discriminator phase (no PPO), once with negatives on fresh prompts and once on
