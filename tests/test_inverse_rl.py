@@ -442,3 +442,22 @@ def test_demonstrations_whose_seed_does_not_give_their_prompt_are_refused(demos)
     airl = AIRL(COPY, wrong, seed=0, reward=toy_reward(), ppo=SMALL_PPO, episodes_per_round=8, sample_envs=8)
     with pytest.raises(DataError, match="does not reproduce its prompt"):
         airl.update_reward()
+
+
+@pytest.mark.slow
+def test_lm_policy_episodes_follow_the_given_reset_seeds() -> None:
+    """The LM path of sample_episodes resets each row with its own seed (AIRL's negatives on the
+    demonstrations' prompts), in any order, as consecutive seeds would."""
+    from agents import PPO
+
+    agent = PPO("RLHF/Sentiment-v0", seed=0, preset="lm-sentiment-demo", n_envs=4)
+    env = gym.make_vec("RLHF/Sentiment-v0", num_envs=4, ref_logprobs=False, max_new_tokens=4)
+    a, _, _ = sample_episodes(agent, env, 6, seed=11, reset_seeds=[500, 501, 502, 503, 504, 505])
+    b, _, _ = sample_episodes(agent, env, 6, seed=3, reset_seeds=[505, 504, 503, 502, 501, 500])
+    assert [e.seed for e in a] == [500, 501, 502, 503, 504, 505]
+    assert [e.prompt_ids for e in a] == [e.prompt_ids for e in b][::-1]
+    assert len({e.prompt_ids for e in a}) > 1
+    c, _, _ = sample_episodes(agent, env, 6, seed=500)
+    assert [e.prompt_ids for e in c] == [e.prompt_ids for e in a]
+    with pytest.raises(ConfigError, match="reset_seeds"):
+        sample_episodes(agent, env, 6, seed=0, reset_seeds=[1, 2])
