@@ -47,13 +47,29 @@ def _episode(
     )
 
 
+def _wave_seeds(reset_seeds: Sequence[int] | None, seed: int, wave: int, n: int) -> list[int]:
+    """The reset seeds of wave ``wave`` (``n`` sub-envs): consecutive from ``seed``, or the next
+    ``n`` of ``reset_seeds`` (the last one repeated to fill the wave; its extra rows are dropped)."""
+    if reset_seeds is None:
+        return [seed + wave * n + i for i in range(n)]
+    chunk = [int(s) for s in reset_seeds[wave * n : (wave + 1) * n]]
+    return chunk + [chunk[-1]] * (n - len(chunk))
+
+
+def _check_reset_seeds(reset_seeds: Sequence[int] | None, n_episodes: int) -> None:
+    if reset_seeds is not None and len(reset_seeds) != n_episodes:
+        raise ConfigError(f"reset_seeds: one per episode ({n_episodes}), got {len(reset_seeds)}")
+
+
 def _run_token_policy(
-    env: Any, n_episodes: int, seed: int, choose: Any
+    env: Any, n_episodes: int, seed: int, choose: Any, reset_seeds: Sequence[int] | None = None
 ) -> tuple[list[Episode], np.ndarray, np.ndarray]:
     """Run ``choose(obs, infos, step) -> actions`` in waves of ``env.num_envs`` fresh episodes.
 
-    Returns the episodes, their env returns and successes (NaN where the env reports none).
+    Episode ``k`` is reset with seed ``seed + k`` or, when given, ``reset_seeds[k]``. Returns the
+    episodes, their env returns and successes (NaN where the env reports none).
     """
+    _check_reset_seeds(reset_seeds, n_episodes)
     tok = env.task.tokenizer if hasattr(env, "task") else env.get_attr("task")[0].tokenizer
     n = env.num_envs
     episodes: list[Episode] = []
@@ -62,7 +78,8 @@ def _run_token_policy(
     wave = 0
     mode = autoreset_mode(env)
     while len(episodes) < n_episodes:
-        obs, infos = env.reset(seed=seed + wave * n)
+        wave_seeds = _wave_seeds(reset_seeds, seed, wave, n)
+        obs, infos = env.reset(seed=wave_seeds)
         ids, mask = np.asarray(obs["input_ids"]), np.asarray(obs["attention_mask"]).astype(bool)
         prompts = [ids[i][mask[i]].tolist() for i in range(n)]
         actions: list[list[int]] = [[] for _ in range(n)]
@@ -85,7 +102,7 @@ def _run_token_policy(
             if mode == AutoresetMode.DISABLED and done.any() and active.any():
                 obs, infos = env.reset(options={"reset_mask": done})
         for i in range(n):
-            episodes.append(_episode(tok, prompts[i], actions[i], seed + wave * n + i))
+            episodes.append(_episode(tok, prompts[i], actions[i], wave_seeds[i]))
         returns.extend(ret.tolist())
         success.extend(succ.tolist())
         wave += 1
@@ -120,25 +137,34 @@ def scripted_demonstrations(
 
 @torch.no_grad()
 def sample_episodes(
-    agent: Any, env: Any, n_episodes: int, seed: int, deterministic: bool = False
+    agent: Any,
+    env: Any,
+    n_episodes: int,
+    seed: int,
+    deterministic: bool = False,
+    reset_seeds: Sequence[int] | None = None,
 ) -> tuple[list[Episode], np.ndarray, np.ndarray]:
-    """``n_episodes`` episodes of ``agent``'s current policy on vector env ``env`` (reset seeds from ``seed``).
+    """``n_episodes`` episodes of ``agent``'s current policy on vector env ``env``.
 
-    Returns the episodes, the env's returns and successes (NaN where the env reports none). The
-    policy samples from a generator seeded with ``seed``, so training is not disturbed.
+    Episode ``k``'s prompt is that of reset seed ``seed + k``, or of ``reset_seeds[k]`` when given
+    (e.g. the demonstrations' own seeds, to sample the policy on their prompts). Returns the
+    episodes, the env's returns and successes (NaN where the env reports none). The policy samples
+    from a generator seeded with ``seed``, so training is not disturbed.
     """
+    _check_reset_seeds(reset_seeds, n_episodes)
     cfg = agent.config
     gen = torch.Generator(device=cfg.device).manual_seed(int(seed))
     agent.policy.eval()
     if cfg.policy == "lm":
         tok = env.task.tokenizer
         episodes, returns = [], []
-        s = seed
+        wave = 0
         while len(episodes) < n_episodes:
-            sampled = agent.sample_episodes(env, s, seed * 7919 + s, deterministic)
+            chunk = _wave_seeds(reset_seeds, seed, wave, env.num_envs)
+            sampled = agent.sample_episodes(env, chunk, seed * 7919 + chunk[0], deterministic)
             episodes.extend(sampled.to_feedback_episodes(tok))
             returns.extend(sampled.env_rewards.sum(1).double().cpu().numpy().tolist())
-            s += env.num_envs
+            wave += 1
         return episodes[:n_episodes], np.array(returns[:n_episodes]), np.full(n_episodes, np.nan)
     pol, dev = agent.policy, cfg.device
 
@@ -149,7 +175,7 @@ def sample_episodes(
         out = pol.act(pol.encoder(obs, dev), gen, deterministic=deterministic, action_mask=am)
         return pol.to_env_actions(out.actions)
 
-    return _run_token_policy(env, n_episodes, seed, choose)
+    return _run_token_policy(env, n_episodes, seed, choose, reset_seeds)
 
 
 def best_of_n_demonstrations(

@@ -44,7 +44,44 @@ Language task, ``RLHF/Sentiment-v0`` (``--part language``), embedded model, temp
 Must show: the task score of the AIRL-trained policy (PPO on the learned reward) is above the base
 model's.
 
-``python -m benchmarks.inverse_rl --part toy-ppo|toy-airl|language`` writes
+Fix after the first toy run (bug, not a change of design; written before the re-run). The first
+``toy-airl`` run (kept as ``inverse_rl_toy-airl_before-fix.json``) collapsed: the BC-initialised
+policy went from success 1.0 to 0.018 with mean length 1.14 (it learned to stop at once), AUC 0.59.
+Cause: the discriminator's policy episodes were sampled on fresh prompts, the demonstrations on
+their own 256, so the prompt alone told the two sides apart (``--part toy-diagnose``: after round
+one's discriminator the learned return of the demonstrations was 16.1, of the replayed policy
+episodes -15.0, of correct answers to unseen prompts 7.1 and of policy samples on unseen prompts
+7.2; AUC demonstrations against correct unseen answers 0.67). ``AIRL`` now samples those episodes on
+the demonstrations' prompts (``negatives_on_demo_prompts=True``, its default). Everything else in
+the protocol above is unchanged; ``toy-airl`` is re-run once, then ``toy-transfer`` on its reward.
+The language result was measured before the fix and is not re-run.
+
+Results of the re-run: the AIRL policy kept its BC initialisation's level (success 0.964) and the
+learned reward's AUC is 0.99998, but a fresh PPO paid only that reward learns to stop at once
+(success 0.000; ``sum f - log pi``: 0.002). Probing the saved reward on unseen prompts: correct
+answers score -0.01, stopping at once -10.1, random letters of the right length -35.0. Stopping
+costs about as much as one wrong token, while a wrong answer costs per token (``--part
+toy-probe``, a diagnostic); during AIRL the
+BC-initialised policy never stopped early, so the discriminator never learned that early stopping
+is unlike the expert (the absorbing reward stayed at -0.10). A design limitation of AIRL started
+from the expert's neighbourhood, not a bug.
+
+The one changed design (declared and committed before its run; parts ``toy-airl-nobc``,
+``toy-transfer-nobc``, ``toy-transfer-maxent-nobc``): step 3 without the behaviour-cloning
+initialisation of the policy (the reward's maximum-likelihood warm start kept), so the
+discriminator sees the episodes a learner from scratch produces, early stopping included, as AIRL
+does by default; every other setting, the evaluation, the AUC and the two transfers (reward saved to
+``runs/inverse_rl_toy_reward_nobc``) are as above. Same must-show; both designs are reported.
+Its result: no better. The AIRL policy itself learned to stop at once (success 0.000, mean length
+1.00), AUC 0.87, both transfers 0.000; the probe gives correct answers 7.3, stopping -12.0, random
+letters -42.4. The toy must-show is not met by either design; no further design is tried.
+
+``--part toy-diagnose`` (a diagnostic, not part of the protocol): the ``toy-airl`` set-up up to the
+end of round one's discriminator phase (no PPO), once with negatives on fresh prompts and once on
+the demonstrations' prompts; the learned return of the demonstrations, of the round's policy
+episodes, of 256 correct answers to unseen prompts and of 256 policy samples on unseen prompts.
+
+``python -m benchmarks.inverse_rl --part toy-ppo|toy-airl|toy-diagnose|language`` writes
 ``benchmarks/results/inverse_rl_<part>.json``; ``--part merge`` combines them into
 ``benchmarks/results/inverse_rl.json`` and prints the README table.
 """
@@ -64,6 +101,7 @@ TOY_ID = "RLHF/Copy-v0"
 LANG_ID = "RLHF/Sentiment-v0"
 TOY_TOKENS = 49_152
 TOY_REWARD_DIR = Path(__file__).resolve().parent.parent / "runs" / "inverse_rl_toy_reward"
+TOY_REWARD_DIR_NOBC = TOY_REWARD_DIR.with_name("inverse_rl_toy_reward_nobc")
 LANG_TOKENS = 8_192
 EVAL_SEED = 50_000
 
@@ -132,7 +170,7 @@ def _corruptions(expert: list[Any], rng: np.random.Generator, letters: np.ndarra
     return kinds
 
 
-def part_toy_airl() -> dict[str, Any]:
+def part_toy_airl(bc_init: bool = True) -> dict[str, Any]:
     import gymnasium as gym
 
     from agents import PPO
@@ -161,7 +199,7 @@ def part_toy_airl() -> dict[str, Any]:
     )
     untrained = PPO(TOY_ID, seed=0, preset="toy-copy")  # the initial policy, for negatives
     n_tok = sum(len(e.completion_ids) for e in demos)
-    nll = airl.pretrain_bc(20 * n_tok)
+    nll = airl.pretrain_bc(20 * n_tok) if bc_init else float("nan")
     reward_nll = airl.pretrain_reward(20 * n_tok)
     out: dict[str, Any] = {
         "airl_bc_init": {**_eval(airl.agent, TOY_ID, 500, True), "nll": nll, "reward_head_nll": reward_nll}
@@ -173,7 +211,7 @@ def part_toy_airl() -> dict[str, Any]:
         airl_history=airl.history,
         reward=repr(reward),
     )
-    reward.save(TOY_REWARD_DIR)  # runs/ is not committed
+    reward.save(TOY_REWARD_DIR if bc_init else TOY_REWARD_DIR_NOBC)  # runs/ is not committed
 
     # AUC on fresh prompts
     fresh, _ = scripted_demonstrations(TOY_ID, 500, seed=200_000)
@@ -192,7 +230,95 @@ def part_toy_airl() -> dict[str, Any]:
     return out
 
 
-def part_toy_transfer(maxent: bool) -> dict[str, Any]:
+def part_toy_diagnose() -> dict[str, Any]:
+    """Round one's discriminator only, negatives on fresh prompts and on the demonstrations' prompts."""
+    import gymnasium as gym
+
+    from agents.airl import AIRL
+    from agents.demonstrations import sample_episodes, scripted_demonstrations
+    from rlhf_envs.feedback.inverse_rl import TokenReward, auc, toy_backbone_config
+    from rlhf_envs.tasks.toy import TOY_TOKENIZER
+
+    demos = toy_demos()
+    eq = TOY_TOKENIZER.encode("=")[0]
+    n_tok = sum(len(e.completion_ids) for e in demos)
+    unseen, _ = scripted_demonstrations(TOY_ID, 256, seed=200_000)
+    out: dict[str, Any] = {}
+    for on_demo in (False, True):
+        reward = TokenReward(toy_backbone_config(), anchor_token=eq, seed=0)
+        airl = AIRL(
+            TOY_ID,
+            demos,
+            seed=0,
+            reward=reward,
+            ppo={"preset": "toy-copy"},
+            steps_per_round=4096,
+            episodes_per_round=128,
+            disc_updates=64,
+            disc_warmup_updates=200,
+            disc_batch=64,
+            disc_lr=1e-3,
+            replay_rounds=TOY_TOKENS // 4096,
+            negatives_on_demo_prompts=on_demo,
+        )
+        airl.pretrain_bc(20 * n_tok)
+        airl.pretrain_reward(20 * n_tok)
+        env = gym.make_vec(TOY_ID, num_envs=64, vectorization_mode="vector_entry_point")
+        policy_unseen, _, _ = sample_episodes(airl.agent, env, 256, 300_000)
+        env.close()
+        before = {"demonstrations": float(reward.score(demos).mean())}
+        metrics = airl.update_reward()
+        s_demo, s_unseen = reward.score(demos), reward.score(unseen)
+        row = {
+            "after_warm_start": before,
+            "round_one": metrics,
+            "learned_return_demonstrations": float(s_demo.mean()),
+            "learned_return_round_policy_episodes": float(reward.score(airl.replay[-1]).mean()),
+            "learned_return_correct_unseen": float(s_unseen.mean()),
+            "learned_return_policy_unseen": float(reward.score(policy_unseen).mean()),
+            "auc_demonstrations_vs_correct_unseen": auc(s_demo, s_unseen),
+        }
+        out["negatives_on_demo_prompts" if on_demo else "negatives_on_fresh_prompts"] = row
+        print(on_demo, {k: v for k, v in row.items() if k != "round_one"}, flush=True)
+        airl.close()
+    return out
+
+
+def part_toy_probe(reward_dir: Path) -> dict[str, Any]:
+    """The saved toy reward's learned return of kinds of completion of 500 unseen prompts."""
+    from agents.demonstrations import scripted_demonstrations
+    from rlhf_envs.feedback.base import Episode
+    from rlhf_envs.feedback.inverse_rl import TokenReward
+    from rlhf_envs.tasks.toy import TOY_TOKENIZER
+
+    reward = TokenReward.load(reward_dir)
+    fresh, _ = scripted_demonstrations(TOY_ID, 500, seed=200_000)
+    rng = np.random.default_rng(0)
+    letters = np.array(TOY_TOKENIZER.encode("abcdefgh"))
+    eos = TOY_TOKENIZER.eos_id
+
+    def ep(e: Any, completion: Any) -> Any:
+        return Episode(e.prompt, "", e.prompt_ids, tuple(int(x) for x in completion), True, {}, e.seed)
+
+    kinds = {
+        "correct": fresh,
+        "stop_at_once": [ep(e, [eos]) for e in fresh],
+        "random_letters_right_length": [
+            ep(e, [*rng.choice(letters, len(e.completion_ids) - 1), eos]) for e in fresh
+        ],
+    }
+    stop = reward.score(kinds["stop_at_once"])
+    out: dict[str, Any] = {"absorbing_reward": float(reward.net.absorbing.detach())}
+    for k, v in kinds.items():
+        sc = reward.score(v)
+        out[k] = {
+            "mean_learned_return": float(sc.mean()),
+            "frac_above_stop_at_once": float((sc > stop).mean()),
+        }
+    return {f"probe_{reward_dir.name}": out}
+
+
+def part_toy_transfer(maxent: bool, reward_dir: Path = TOY_REWARD_DIR) -> dict[str, Any]:
     """A fresh PPO on the frozen exported reward only (``sum f``, or ``sum f - log pi``)."""
     import gymnasium as gym
 
@@ -200,7 +326,7 @@ def part_toy_transfer(maxent: bool) -> dict[str, Any]:
     from agents.airl import MaxEntReward
     from rlhf_envs.feedback.inverse_rl import TokenReward
 
-    reward = TokenReward.load(TOY_REWARD_DIR)
+    reward = TokenReward.load(reward_dir)
     reward.net.requires_grad_(False)
     t0 = time.perf_counter()
     paid = MaxEntReward(reward) if maxent else reward
@@ -277,35 +403,139 @@ def part_language() -> dict[str, Any]:
     return out
 
 
+def _row(name: str, r: dict[str, Any] | None, success: bool = True) -> str:
+    if r is None:
+        return f"| {name} | not run | | |"
+    succ = f"{r['success_rate']:.3f}" if success else "-"
+    return f"| {name} | {succ} | {r['mean_return']:.3f} | {r['mean_length']:.2f} |"
+
+
+def table(parts: dict[str, dict[str, Any]]) -> str:
+    """The README tables (markdown) from the parts' results; parts not run say so."""
+    ppo, before = parts.get("toy-ppo", {}), parts.get("toy-airl_before-fix", {})
+    airl, tr = parts.get("toy-airl", {}), parts.get("toy-transfer", {})
+    trm = parts.get("toy-transfer-maxent", {})
+    nobc, trn = parts.get("toy-airl-nobc", {}), parts.get("toy-transfer-nobc", {})
+    trmn = parts.get("toy-transfer-maxent-nobc", {})
+    lines = [
+        "`RLHF/Copy-v0`, seed 0, 49,152 PPO tokens per PPO run; 500 greedy episodes of unseen prompts:",
+        "",
+        "| policy | success | mean true return | mean length |",
+        "|---|---|---|---|",
+        _row("PPO on the true reward", ppo.get("ppo_true")),
+        _row("AIRL: its BC initialisation (before AIRL, first run)", before.get("airl_bc_init")),
+        _row("AIRL policy, first run (discriminator negatives on fresh prompts)", before.get("airl_policy")),
+        _row("AIRL: its BC initialisation (re-run after the fix)", airl.get("airl_bc_init")),
+        _row(
+            "AIRL policy, re-run after the fix (negatives on the demonstrations' prompts)",
+            airl.get("airl_policy"),
+        ),
+        _row(
+            "fresh PPO on the exported learned reward, `sum f` (after the fix)", tr.get("ppo_learned_reward")
+        ),
+        _row("fresh PPO on `sum f - log pi` (after the fix)", trm.get("ppo_learned_reward_maxent")),
+        _row("changed design: AIRL policy without the BC initialisation", nobc.get("airl_policy")),
+        _row("changed design: fresh PPO on its reward, `sum f`", trn.get("ppo_learned_reward")),
+        _row("changed design: fresh PPO on its `sum f - log pi`", trmn.get("ppo_learned_reward_maxent")),
+        _row("BC on the same 256 demonstrations (20 epochs)", ppo.get("bc")),
+        "",
+        "AUC of the learned reward's episode score, correct completions of 500 unseen prompts against",
+        "incorrect ones of the same prompts:",
+        "",
+        "| learned reward | substituted token | last token dropped | extra token | untrained-policy sample | all |",
+        "|---|---|---|---|---|---|",
+    ]
+    kinds = ("substituted", "dropped_last", "extra_token", "untrained_policy_sample", "all")
+    for name, part in (
+        ("first run", before),
+        ("re-run after the fix", airl),
+        ("changed design (no BC initialisation)", nobc),
+    ):
+        a = part.get("auc")
+        cells = " | ".join(f"{a[k]:.3f}" for k in kinds) if a else "not run | | | |"
+        lines.append(f"| AIRL `f`, {name} | {cells} |")
+    lang = parts.get("language")
+    lines += [
+        "",
+        "`RLHF/Sentiment-v0` (embedded model, temperature 1, seed 0; AIRL measured before the fix); mean",
+        "task score (VADER compound) of 256 sampled episodes of unseen prompts:",
+        "",
+        "| policy | mean task score | mean length |",
+        "|---|---|---|",
+    ]
+    if lang is None:
+        lines.append("| (not run) | | |")
+    else:
+        d = lang["demonstrations"]
+        for name, key in (
+            ("base model (embedded)", "base_model"),
+            ("AIRL: PPO on the learned reward, 8,192 tokens", "airl_policy"),
+            ("BC on the same 128 demonstrations (4 epochs)", "bc"),
+        ):
+            r = lang[key]
+            lines.append(f"| {name} | {r['mean_return']:.3f} | {r['mean_length']:.1f} |")
+        lines.append(f"| (the demonstrations: best of {d['best_of']}) | {d['mean_score']:.3f} | |")
+    return "\n".join(lines)
+
+
 def merge() -> dict[str, Any]:
-    names = ("toy-ppo", "toy-airl", "toy-transfer", "toy-transfer-maxent", "language")
+    names = (
+        "toy-ppo",
+        "toy-airl",
+        "toy-transfer",
+        "toy-transfer-maxent",
+        "toy-airl_before-fix",
+        "toy-airl-nobc",
+        "toy-transfer-nobc",
+        "toy-transfer-maxent-nobc",
+        "toy-diagnose",
+        "toy-probe",
+        "language",
+    )
     parts = {
         p: json.loads((RESULTS / f"inverse_rl_{p}.json").read_text())
         for p in names
         if (RESULTS / f"inverse_rl_{p}.json").exists()
     }
     out: dict[str, Any] = {"protocol": __doc__.split("``python -m")[0].strip(), **parts}
-    toy: dict[str, Any] = {}
-    for p in names[:-1]:
-        toy.update(parts.get(p, {}))
-    if "ppo_true" in toy and "auc" in toy:
-        t = toy["ppo_true"]["success_rate"]
-        must: dict[str, Any] = {"auc_all": toy["auc"]["all"], "auc_ok": toy["auc"]["all"] >= 0.95}
-        for key in ("ppo_learned_reward", "ppo_learned_reward_maxent"):
-            if key in toy:
-                lr = toy[key]["success_rate"]
-                must[f"{key}_success_ratio"] = lr / t if t > 0 else float("nan")
-                must[f"{key}_ratio_ok"] = lr >= 0.9 * t
-        out["must_show_toy"] = must
+    t = parts.get("toy-ppo", {}).get("ppo_true", {}).get("success_rate")
+    must: dict[str, Any] = {}
+    for run, part in (
+        ("before_fix", "toy-airl_before-fix"),
+        ("after_fix", "toy-airl"),
+        ("no_bc_init", "toy-airl-nobc"),
+    ):
+        if part in parts:
+            must[f"{run}_auc_all"] = parts[part]["auc"]["all"]
+            must[f"{run}_auc_ok"] = parts[part]["auc"]["all"] >= 0.95
+            if t is not None:
+                lr = parts[part]["airl_policy"]["success_rate"]
+                must[f"{run}_airl_policy_success_ratio"] = lr / t if t > 0 else float("nan")
+    if t is not None:
+        for part, key in (
+            ("toy-transfer", "ppo_learned_reward"),
+            ("toy-transfer-maxent", "ppo_learned_reward_maxent"),
+            ("toy-transfer-nobc", "ppo_learned_reward"),
+            ("toy-transfer-maxent-nobc", "ppo_learned_reward_maxent"),
+        ):
+            if part in parts:
+                lr = parts[part][key]["success_rate"]
+                name = part.replace("-", "_")
+                must[f"{name}_success_ratio"] = lr / t if t > 0 else float("nan")
+                must[f"{name}_ratio_ok"] = lr >= 0.9 * t
+    out["must_show_toy"] = must
     if "language" in parts:
         lang = parts["language"]
         out["must_show_language"] = {
             "base": lang["base_model"]["mean_return"],
             "airl": lang["airl_policy"]["mean_return"],
+            "bc": lang["bc"]["mean_return"],
             "raised": lang["airl_policy"]["mean_return"] > lang["base_model"]["mean_return"],
         }
+    out["table"] = table(parts)
     (RESULTS / "inverse_rl.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k.startswith("must")}, indent=2))
+    print(out["table"])
     return out
 
 
@@ -313,7 +543,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--part",
-        choices=["toy-ppo", "toy-airl", "toy-transfer", "toy-transfer-maxent", "language", "merge"],
+        choices=[
+            "toy-ppo",
+            "toy-airl",
+            "toy-transfer",
+            "toy-transfer-maxent",
+            "toy-diagnose",
+            "toy-airl-nobc",
+            "toy-transfer-nobc",
+            "toy-transfer-maxent-nobc",
+            "toy-probe",
+            "language",
+            "merge",
+        ],
         required=True,
     )
     args = ap.parse_args()
@@ -328,6 +570,14 @@ def main() -> None:
         "toy-airl": part_toy_airl,
         "toy-transfer": lambda: part_toy_transfer(False),
         "toy-transfer-maxent": lambda: part_toy_transfer(True),
+        "toy-diagnose": part_toy_diagnose,
+        "toy-airl-nobc": lambda: part_toy_airl(bc_init=False),
+        "toy-transfer-nobc": lambda: part_toy_transfer(False, TOY_REWARD_DIR_NOBC),
+        "toy-transfer-maxent-nobc": lambda: part_toy_transfer(True, TOY_REWARD_DIR_NOBC),
+        "toy-probe": lambda: {
+            **part_toy_probe(TOY_REWARD_DIR),
+            **(part_toy_probe(TOY_REWARD_DIR_NOBC) if TOY_REWARD_DIR_NOBC.exists() else {}),
+        },
         "language": part_language,
     }[args.part]
     t0 = time.perf_counter()

@@ -400,3 +400,64 @@ def test_reward_warm_start_raises_the_action_heads_likelihood_of_the_demonstrati
         scores = airl.reward.net.action_scores(ids, m)
     p = len(demos[0].prompt_ids)
     assert float(f[0, 0]) == pytest.approx(float(scores[0, p - 1, demos[0].completion_ids[0]]), abs=1e-5)
+
+
+def test_discriminator_negatives_are_sampled_on_the_demonstrations_prompts(demos) -> None:
+    """AIRL's premise is one initial-state distribution for both sides: the policy's episodes that
+    the discriminator sees are on the demonstrations' prompts (fresh prompts let ``f`` learn which
+    prompts are demonstrations instead of which completions are right)."""
+    airl = _airl(demos)
+    airl.update_reward()
+    demo_prompts = [d.prompt_ids for d in demos]
+    negatives = airl.replay[-1]
+    assert len(negatives) == 16
+    assert all(e.prompt_ids in demo_prompts for e in negatives)
+    assert len({e.seed for e in negatives}) == 16  # 16 different demonstrations (32 to choose from)
+    assert all(e.prompt_ids == demos[e.seed - 1000].prompt_ids for e in negatives)  # fixture seeds 1000+
+    # more episodes per round than demonstrations: every demonstration's prompt, then repeats
+    few = demos[:5]
+    airl = AIRL(COPY, few, seed=0, reward=toy_reward(), ppo=SMALL_PPO, episodes_per_round=12, sample_envs=8)
+    airl.update_reward()
+    counts = np.bincount([[d.prompt_ids for d in few].index(e.prompt_ids) for e in airl.replay[-1]])
+    assert counts.sum() == 12 and counts.min() >= 2
+    # the previous behaviour on request: fresh prompts
+    fresh = AIRL(
+        COPY,
+        demos,
+        seed=0,
+        reward=toy_reward(),
+        ppo=SMALL_PPO,
+        episodes_per_round=16,
+        sample_envs=8,
+        negatives_on_demo_prompts=False,
+    )
+    fresh.update_reward()
+    assert sum(e.prompt_ids in demo_prompts for e in fresh.replay[-1]) < 4
+
+
+def test_demonstrations_whose_seed_does_not_give_their_prompt_are_refused(demos) -> None:
+    wrong = [
+        Episode(d.prompt, d.completion, d.prompt_ids, d.completion_ids, True, {}, d.seed + 1) for d in demos
+    ]
+    airl = AIRL(COPY, wrong, seed=0, reward=toy_reward(), ppo=SMALL_PPO, episodes_per_round=8, sample_envs=8)
+    with pytest.raises(DataError, match="does not reproduce its prompt"):
+        airl.update_reward()
+
+
+@pytest.mark.slow
+def test_lm_policy_episodes_follow_the_given_reset_seeds() -> None:
+    """The LM path of sample_episodes resets each row with its own seed (AIRL's negatives on the
+    demonstrations' prompts), in any order, as consecutive seeds would."""
+    from agents import PPO
+
+    agent = PPO("RLHF/Sentiment-v0", seed=0, preset="lm-sentiment-demo", n_envs=4)
+    env = gym.make_vec("RLHF/Sentiment-v0", num_envs=4, ref_logprobs=False, max_new_tokens=4)
+    a, _, _ = sample_episodes(agent, env, 6, seed=11, reset_seeds=[500, 501, 502, 503, 504, 505])
+    b, _, _ = sample_episodes(agent, env, 6, seed=3, reset_seeds=[505, 504, 503, 502, 501, 500])
+    assert [e.seed for e in a] == [500, 501, 502, 503, 504, 505]
+    assert [e.prompt_ids for e in a] == [e.prompt_ids for e in b][::-1]
+    assert len({e.prompt_ids for e in a}) > 1
+    c, _, _ = sample_episodes(agent, env, 6, seed=500)
+    assert [e.prompt_ids for e in c] == [e.prompt_ids for e in a]
+    with pytest.raises(ConfigError, match="reset_seeds"):
+        sample_episodes(agent, env, 6, seed=0, reset_seeds=[1, 2])
