@@ -1074,22 +1074,23 @@ def model_damage(draw):  # noqa: ANN001, ANN201
             max_size=2,
         )
     )
-    steps, legal = [], True
+    steps = []
     for op in ops:
         params: dict[str, Any] = {"seed": draw(st.integers(0, 2**31 - 1))}
+        legal: bool | None = True  # this step's own verdict; combined by _combined_legality
         if op in ("none", "reformat_config"):
             pass
         elif op in ("config_drop", "config_retype", "header_flip"):
-            legal = legal and None  # True -> None, False stays False
+            legal = None
             if op == "config_retype":
                 params["value"] = draw(st.sampled_from(["x", "7", 7, 2.5, -1, 0, True, None, [1], {"a": 1}]))
         elif op == "delete_file":
             params["name"] = draw(
                 st.sampled_from(["config.json", _WEIGHTS, "tokenizer.json", "tokenizer_config.json"])
             )
-            legal = False if params["name"] in ("config.json", _WEIGHTS) else (legal and None)
+            legal = False if params["name"] in ("config.json", _WEIGHTS) else None
         else:
-            legal = False if op != "config_token_id" else legal
+            legal = False if op != "config_token_id" else True
             if op == "config_layers":
                 params["delta"] = draw(st.sampled_from([-2, -1, 1, 2, 5]))
             elif op == "nonfinite":
@@ -1101,16 +1102,29 @@ def model_damage(draw):  # noqa: ANN001, ANN201
             elif op == "config_token_id":  # (BOS: the tokenizer has none, so any in-vocabulary id is fine)
                 params["name"] = draw(st.sampled_from(["eos_token_id", "pad_token_id", "bos_token_id"]))
                 params["value"] = draw(st.sampled_from([2, 7, 2287, [3, 4]]))
-                legal = (legal and None) if params["name"] == "bos_token_id" else False
+                legal = None if params["name"] == "bos_token_id" else False
+        params["legal"] = legal
         steps.append((op, params))
     # file-level damage last (it may replace the weights file)
     steps.sort(
         key=lambda s: s[0] in ("truncate", "header_flip", "config_garbage", "delete_file", "pickle_only")
     )
-    return draw(st.sampled_from(["gpt2", "llama"])), steps, legal
+    return draw(st.sampled_from(["gpt2", "llama"])), steps, _combined_legality(steps)
 
 
-def _damage_model_dir(path: Path, steps: list) -> None:
+def _combined_legality(steps: list) -> bool | None:
+    """Illegal if any step is, "either" if any step may or may not be, else legal."""
+    verdicts = [params["legal"] for _, params in steps]
+    if False in verdicts:
+        return False
+    return None if None in verdicts else True
+
+
+def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
+    """Apply ``steps`` to the model dir at ``path``; return the legality of what was done for
+    ``loader``: a step that had nothing to act on (the layer count after an earlier step removed or
+    retyped it) is no damage, and a reward model does not read a causal LM's output layer, so
+    dropping ``lm_head.*`` leaves it the same model (it must load and compute the same scores)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -1130,6 +1144,8 @@ def _damage_model_dir(path: Path, steps: list) -> None:
             key = keys[int(rng.integers(len(keys)))]
             if op == "drop_tensor":
                 del tensors[key]
+                if loader == "RewardModel" and key.startswith("lm_head."):
+                    params["legal"] = True
             elif op == "extra_tensor":
                 name = ["lm_head.bias", f"{key}.extra", "junk", f"{key.rsplit('.', 2)[0]}.new.weight"]
                 tensors[name[int(rng.integers(4))]] = torch.zeros(int(rng.integers(1, 5)))
@@ -1148,7 +1164,11 @@ def _damage_model_dir(path: Path, steps: list) -> None:
             cfg = json.loads((path / "config.json").read_text())
             if op == "config_layers":
                 name = "n_layer" if "n_layer" in cfg else "num_hidden_layers"
-                cfg[name] = max(0, cfg[name] + params["delta"])
+                value = cfg.get(name)
+                if isinstance(value, bool) or not isinstance(value, int):
+                    params["legal"] = True  # an earlier step dropped or retyped it: nothing to change
+                    continue
+                cfg[name] = max(0, value + params["delta"])
             elif op == "config_token_id":
                 cfg[params["name"]] = params["value"]
             else:
@@ -1191,6 +1211,7 @@ def _damage_model_dir(path: Path, steps: list) -> None:
                 tensors = {}
             torch.save(tensors, str(path / "pytorch_model.bin"))
             weights.unlink()
+    return _combined_legality(steps)
 
 
 @pytest.mark.parametrize("loader", MODEL_LOADERS)
@@ -1199,13 +1220,14 @@ def _damage_model_dir(path: Path, steps: list) -> None:
 def test_fuzz_model_dirs(loader: str, model_bases, model_reference, tmp_path_factory, data) -> None:
     import shutil
 
-    kind, steps, legal = data.draw(model_damage(), label="damage")
+    kind, steps, _ = data.draw(model_damage(), label="damage")
+    steps = [(op, dict(params)) for op, params in steps]  # the damage may revise a step's verdict
     key = (loader, kind)
     if key not in model_reference:  # what the undamaged model computes
         model_reference[key] = _load_model_dir(loader, model_bases[kind])
     path = tmp_path_factory.getbasetemp() / f"fuzz_model_dir_{next(_dir_counter)}"
     shutil.copytree(model_bases[kind], path)
-    _damage_model_dir(path, steps)
+    legal = _damage_model_dir(path, steps, loader)
 
     def same(result: Any) -> str | None:
         ref = model_reference[key]
