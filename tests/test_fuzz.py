@@ -1123,11 +1123,14 @@ def _combined_legality(steps: list) -> bool | None:
 def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
     """Apply ``steps`` to the model dir at ``path``; return the legality of what was done for
     ``loader``: a step that had nothing to act on (the layer count after an earlier step removed or
-    retyped it) is no damage, and a reward model does not read a causal LM's output layer, so
-    dropping ``lm_head.*`` leaves it the same model (it must load and compute the same scores)."""
+    retyped it) or that another undoes (layers -2 then +2) is no damage, and a reward model does not
+    read a causal LM's output layer, so damage to ``lm_head.*`` may be refused or ignored (then it
+    must compute the same scores)."""
     import torch
     from safetensors.torch import load_file, save_file
 
+    layer_counts: dict[str, int] = {}
+    layer_steps: list[dict] = []
     for op, params in steps:
         rng = np.random.default_rng(params["seed"])
         weights = path / _WEIGHTS
@@ -1142,10 +1145,12 @@ def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
             tensors = load_file(str(weights))
             keys = sorted(tensors)
             key = keys[int(rng.integers(len(keys)))]
+            if loader == "RewardModel" and key.startswith("lm_head."):
+                # a reward model does not read the output layer: damage to it may be refused (a
+                # reshaped one no longer fits the file's layout) or ignored (same scores)
+                params["legal"] = None
             if op == "drop_tensor":
                 del tensors[key]
-                if loader == "RewardModel" and key.startswith("lm_head."):
-                    params["legal"] = True
             elif op == "extra_tensor":
                 name = ["lm_head.bias", f"{key}.extra", "junk", f"{key.rsplit('.', 2)[0]}.new.weight"]
                 tensors[name[int(rng.integers(4))]] = torch.zeros(int(rng.integers(1, 5)))
@@ -1155,6 +1160,9 @@ def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
                 tensors[key] = torch.zeros([max(0, d) for d in shape])
             elif op == "retype_tensor":
                 tensors[key] = tensors[key].to(getattr(torch, params["dtype"]))
+            elif not tensors[key].is_floating_point() or tensors[key].numel() == 0:
+                params["legal"] = True  # an earlier step made it an integer tensor: no NaN to put
+                continue
             else:
                 flat = tensors[key].reshape(-1).clone()
                 flat[int(rng.integers(flat.numel()))] = params["value"]
@@ -1169,6 +1177,10 @@ def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
                     params["legal"] = True  # an earlier step dropped or retyped it: nothing to change
                     continue
                 cfg[name] = max(0, value + params["delta"])
+                original = layer_counts.setdefault(name, value)
+                layer_steps.append(params)
+                for p in layer_steps:  # -2 then +2 is the original count again: no damage
+                    p["legal"] = True if cfg[name] == original else False
             elif op == "config_token_id":
                 cfg[params["name"]] = params["value"]
             else:
@@ -1176,7 +1188,18 @@ def _damage_model_dir(path: Path, steps: list, loader: str) -> bool | None:
                 if op == "config_drop":
                     del cfg[name]
                 else:
-                    cfg[name] = params["value"]
+                    old, new = cfg[name], params["value"]
+                    number = (int, float)
+                    if type(old) is type(new) or (
+                        isinstance(old, number)
+                        and isinstance(new, number)
+                        and not isinstance(old, bool)
+                        and not isinstance(new, bool)
+                    ):
+                        # a well-typed new value of a hyperparameter (rms_norm_eps = 2.5): a legal
+                        # config of another model, so what it computes may differ from the original
+                        params["edits_model"] = True
+                    cfg[name] = new
             (path / "config.json").write_text(json.dumps(cfg))
         elif op == "tokenizer_swap":
             from rlhf_envs.feedback.review_fixtures import word_tokenizer
@@ -1230,6 +1253,8 @@ def test_fuzz_model_dirs(loader: str, model_bases, model_reference, tmp_path_fac
     legal = _damage_model_dir(path, steps, loader)
 
     def same(result: Any) -> str | None:
+        if any(params.get("edits_model") for _, params in steps):
+            return None  # a legal edit of the config: loading it is right, its outputs may differ
         ref = model_reference[key]
         if np.shape(result) != np.shape(ref) or not np.allclose(result, ref, rtol=1e-5, atol=1e-6):
             return "loaded a model that computes something else than the undamaged one"
