@@ -54,7 +54,8 @@ episodes -15.0, of correct answers to unseen prompts 7.1 and of policy samples o
 7.2; AUC demonstrations against correct unseen answers 0.67). ``AIRL`` now samples those episodes on
 the demonstrations' prompts (``negatives_on_demo_prompts=True``, its default). Everything else in
 the protocol above is unchanged; ``toy-airl`` is re-run once, then ``toy-transfer`` on its reward.
-The language result was measured before the fix and is not re-run.
+The language result was first measured before the fix (kept as
+``results/inverse_rl_language_before-fix.json``) and re-run once with it, same protocol.
 
 Results of the re-run: the AIRL policy kept its BC initialisation's level (success 0.964) and the
 learned reward's AUC is 0.99998, but a fresh PPO paid only that reward learns to stop at once
@@ -457,11 +458,11 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
     lang = parts.get("language")
     lines += [
         "",
-        "`RLHF/Sentiment-v0` (embedded model, temperature 1, seed 0; AIRL measured before the fix); mean",
-        "task score (VADER compound) of 256 sampled episodes of unseen prompts:",
+        "`RLHF/Sentiment-v0` (embedded model, temperature 1, seed 0; after the fix); mean task score",
+        "(VADER compound), length and exact KL to the base model of 256 sampled episodes of unseen prompts:",
         "",
-        "| policy | mean task score | mean length |",
-        "|---|---|---|",
+        "| policy | mean task score | mean length | KL to the base model, nats |",
+        "|---|---|---|---|",
     ]
     if lang is None:
         lines.append("| (not run) | | |")
@@ -473,8 +474,9 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
             ("BC on the same 128 demonstrations (4 epochs)", "bc"),
         ):
             r = lang[key]
-            lines.append(f"| {name} | {r['mean_return']:.3f} | {r['mean_length']:.1f} |")
-        lines.append(f"| (the demonstrations: best of {d['best_of']}) | {d['mean_score']:.3f} | |")
+            kl = f"{r['kl_ref']:.2f}" if "kl_ref" in r else ""
+            lines.append(f"| {name} | {r['mean_return']:.3f} | {r['mean_length']:.1f} | {kl} |")
+        lines.append(f"| (the demonstrations: best of {d['best_of']}) | {d['mean_score']:.3f} | | |")
     return "\n".join(lines)
 
 
