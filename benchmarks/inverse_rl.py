@@ -175,29 +175,13 @@ def part_toy_airl(bc_init: bool = True) -> dict[str, Any]:
     import gymnasium as gym
 
     from agents import PPO
-    from agents.airl import AIRL
     from agents.demonstrations import sample_episodes, scripted_demonstrations
-    from rlhf_envs.feedback.inverse_rl import TokenReward, auc, toy_backbone_config
+    from rlhf_envs.feedback.inverse_rl import auc
     from rlhf_envs.tasks.toy import TOY_TOKENIZER
 
     demos = toy_demos()
-    eq = TOY_TOKENIZER.encode("=")[0]
     t0 = time.perf_counter()
-    reward = TokenReward(toy_backbone_config(), anchor_token=eq, seed=0)
-    airl = AIRL(
-        TOY_ID,
-        demos,
-        seed=0,
-        reward=reward,
-        ppo={"preset": "toy-copy"},
-        steps_per_round=4096,
-        episodes_per_round=128,
-        disc_updates=64,
-        disc_warmup_updates=200,
-        disc_batch=64,
-        disc_lr=1e-3,
-        replay_rounds=TOY_TOKENS // 4096,
-    )
+    reward, airl = _toy_airl(demos)
     untrained = PPO(TOY_ID, seed=0, preset="toy-copy")  # the initial policy, for negatives
     n_tok = sum(len(e.completion_ids) for e in demos)
     nll = airl.pretrain_bc(20 * n_tok) if bc_init else float("nan")
@@ -231,37 +215,42 @@ def part_toy_airl(bc_init: bool = True) -> dict[str, Any]:
     return out
 
 
+def _toy_airl(demos: list[Any], **overrides: Any) -> tuple[Any, Any]:
+    """The protocol's AIRL on the toy task (step 3 of the docstring): a fresh ``TokenReward`` and
+    the ``AIRL`` trainer around it; ``overrides`` change one of its options (the diagnosis)."""
+    from agents.airl import AIRL
+    from rlhf_envs.feedback.inverse_rl import TokenReward, toy_backbone_config
+    from rlhf_envs.tasks.toy import TOY_TOKENIZER
+
+    reward = TokenReward(toy_backbone_config(), anchor_token=TOY_TOKENIZER.encode("=")[0], seed=0)
+    options: dict[str, Any] = {
+        "seed": 0,
+        "reward": reward,
+        "ppo": {"preset": "toy-copy"},
+        "steps_per_round": 4096,
+        "episodes_per_round": 128,
+        "disc_updates": 64,
+        "disc_warmup_updates": 200,
+        "disc_batch": 64,
+        "disc_lr": 1e-3,
+        "replay_rounds": TOY_TOKENS // 4096,
+    }
+    return reward, AIRL(TOY_ID, demos, **{**options, **overrides})
+
+
 def part_toy_diagnose() -> dict[str, Any]:
     """Round one's discriminator only, negatives on fresh prompts and on the demonstrations' prompts."""
     import gymnasium as gym
 
-    from agents.airl import AIRL
     from agents.demonstrations import sample_episodes, scripted_demonstrations
-    from rlhf_envs.feedback.inverse_rl import TokenReward, auc, toy_backbone_config
-    from rlhf_envs.tasks.toy import TOY_TOKENIZER
+    from rlhf_envs.feedback.inverse_rl import auc
 
     demos = toy_demos()
-    eq = TOY_TOKENIZER.encode("=")[0]
     n_tok = sum(len(e.completion_ids) for e in demos)
     unseen, _ = scripted_demonstrations(TOY_ID, 256, seed=200_000)
     out: dict[str, Any] = {}
     for on_demo in (False, True):
-        reward = TokenReward(toy_backbone_config(), anchor_token=eq, seed=0)
-        airl = AIRL(
-            TOY_ID,
-            demos,
-            seed=0,
-            reward=reward,
-            ppo={"preset": "toy-copy"},
-            steps_per_round=4096,
-            episodes_per_round=128,
-            disc_updates=64,
-            disc_warmup_updates=200,
-            disc_batch=64,
-            disc_lr=1e-3,
-            replay_rounds=TOY_TOKENS // 4096,
-            negatives_on_demo_prompts=on_demo,
-        )
+        reward, airl = _toy_airl(demos, negatives_on_demo_prompts=on_demo)
         airl.pretrain_bc(20 * n_tok)
         airl.pretrain_reward(20 * n_tok)
         env = gym.make_vec(TOY_ID, num_envs=64, vectorization_mode="vector_entry_point")
