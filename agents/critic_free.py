@@ -256,8 +256,9 @@ class CriticFreeAgent(OnPolicyAgent):
         return GroupCollector(self)
 
     def group_advantages(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(groups, k)`` completion scores -> ``(groups, k)`` advantages."""
-        raise NotImplementedError
+        """``(groups, k)`` completion scores -> ``(groups, k)`` advantages (RLOO's leave-one-out
+        baseline in :mod:`agents.rloo`, GRPO's group normalisation in :mod:`agents.grpo`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define group_advantages")
 
     def train(self, batch: Batch, progress_remaining: float) -> dict[str, float]:
         """``n_epochs`` passes of clipped policy-gradient steps over shuffled episode minibatches."""

@@ -257,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
         c: SimpleCookie = SimpleCookie()
         try:
             c.load(self.headers.get("Cookie", ""))
-        except CookieError:
+        except CookieError:  # a malformed Cookie header counts as no cookie: the page starts a new session
             pass
         return c
 
