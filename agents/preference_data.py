@@ -32,6 +32,7 @@ preference between two answers, and DPO's implicit reward is only comparable wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -289,6 +290,24 @@ def _start(tokenizer: Any, i: int, side: str) -> tuple[int, ...]:
     return (int(tokenizer.eos_id),)
 
 
+def _prompt_metadata(env: Any, seeds: list[int]) -> list[dict[str, Any]]:
+    """Each sub-env's prompt metadata (``target_words`` of Length, ``keywords`` of Keywords, ...) for
+    a reset with ``seeds``: the env's reset infos, which a rater's gold needs to score an episode
+    (the sampled episodes carry token ids and texts only)."""
+    _, infos = env.reset(seed=seeds)
+    keys = [k for k in infos if not k.startswith("_") and k not in ("prompt", "action_mask")]
+    out: list[dict[str, Any]] = []
+    for i in range(len(seeds)):
+        row = {}
+        for k in keys:
+            present = infos.get(f"_{k}")
+            if present is None or present[i]:
+                v = infos[k][i]
+                row[k] = v.item() if isinstance(v, np.generic) else v
+        out.append(row)
+    return out
+
+
 def sample_comparisons(
     agent: Any,
     n_pairs: int,
@@ -332,7 +351,10 @@ def sample_comparisons(
             seeds = [s for s in prompts for _ in range(2)]
             seeds += [seeds[-1]] * (rows - len(seeds))  # a short last batch: repeat the last prompt
             sampled = agent.sample_episodes(env, seeds, generator_seed=seed * 7919 + start)
-            eps = sampled.to_feedback_episodes(tok)[: 2 * k]
+            eps = [
+                dataclasses.replace(e, metadata=m)
+                for e, m in zip(sampled.to_feedback_episodes(tok), _prompt_metadata(env, seeds), strict=True)
+            ][: 2 * k]
             a.extend(eps[0::2])
             b.extend(eps[1::2])
     finally:

@@ -288,3 +288,24 @@ def test_recorded_raters_comparisons_of_sentences_train_the_embedded_model():
     ag.learn(4 * ag.data_tokens, progress_bar=False)
     _, terms = ag.loss([0, 1])
     assert float(terms["margin"]) > 0.5 and float(terms["pref_accuracy"]) == 1.0
+
+
+def test_sampled_comparisons_carry_the_prompt_metadata_the_gold_needs():
+    """Length's gold reads ``target_words`` from each episode: sampled pairs must carry it."""
+    import gymnasium as gym
+
+    from agents.preference_data import sample_comparisons
+    from rlhf_envs.feedback.simulated import SimulatedHuman
+
+    agent = DPO("RLHF/Length-v0", seed=0, model="default", n_envs=4)
+    env = gym.make_vec("RLHF/Length-v0", num_envs=1, vectorization_mode="vector_entry_point")
+    human = SimulatedHuman(env.task.feedback, "Oracle", seed=0)
+    env.close()
+    a, b, answers, info = sample_comparisons(agent, 3, human, seed=1)
+    assert len(a) == len(b) == len(answers.prob_a()) == 3
+    for x, y in zip(a, b, strict=True):
+        assert x.prompt == y.prompt
+        words = int(x.prompt.split(" words)")[0].lstrip("("))
+        assert x.metadata["target_words"] == y.metadata["target_words"] == words
+    agreement = info["label_gold_agreement"]  # the Oracle rater follows the gold on every decisive pair
+    assert math.isnan(agreement) or agreement == 1.0
