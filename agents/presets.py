@@ -322,6 +322,33 @@ _add(
     learning_rate=1e-4,
 )
 _add(
+    "lm-sentiment-a2c",
+    ("a2c",),
+    """benchmarks/compare_lm.py's A2C on the embedded model: lm-default-a2c with lr 1e-4, the learning
+    rate of lm-sentiment-demo (the rule lm-sentiment-rloo, -grpo and -dpo followed), fixed before any
+    compare_lm run.""",
+    base="lm-default-a2c",
+    model="default",
+    learning_rate=1e-4,
+)
+_add(
+    "lm-sentiment-reinforce",
+    ("reinforce",),
+    """benchmarks/compare_lm.py's REINFORCE with a learned baseline on the embedded model:
+    lm-default-reinforce with lr 1e-4 (lm-sentiment-a2c's rule), fixed before any compare_lm run.""",
+    base="lm-default-reinforce",
+    model="default",
+    learning_rate=1e-4,
+)
+_add(
+    "lm-sentiment-es",
+    ("es",),
+    """benchmarks/compare_lm.py's ES on the embedded model: lm-default-es unchanged (its Adam step
+    1e-3 on parameter noise of sigma 0.01 is on another scale than the gradient agents' lr).""",
+    base="lm-default-es",
+    model="default",
+)
+_add(
     "lm-rlhf-loop",
     ("ppo",),
     """The PPO of the RLHF loop (RLHFConfig: 64 episodes per batch, lr 1e-4, KL coefficient 0.05)
