@@ -55,6 +55,13 @@ gradient agent keeps its preset's KL control (coefficient 0.05 to the reference)
   (``sampled_tokens``), its CPU seconds are the sampling and scoring. The generation metrics of an n are those of one real
   best-of-n draw per prompt (the best of its first n samples).
 
+**CPU budget.** The full run must take at most ~55 minutes of wall time with ``--jobs 2`` under
+``nice -n 10`` on the shared 2-core machine. Timing before the run (one run of every algorithm on
+Keywords, the slowest-scoring task, seed 0, ``--jobs 2``; its figures are not results): 237 s of
+wall time for the 9 runs (training CPU: SB3 PPO 69 s, PPO 46 s, DPO 30 s, A2C 24 s, REINFORCE 23 s,
+ES 18 s, RLOO 17 s, best-of-n 16 s, GRPO 16 s), so 12 (task, seed) cells take ~47 minutes at most:
+the budgets above stand.
+
 **Evaluation.** At 0, 1/4, 1/2, 3/4 and 1 of the training budget (the first iteration at or past
 each mark; DPO's marks count update tokens, SB3's are checked at the start of each rollout): one
 sampled completion (temperature 1) of each of 128 fixed prompts (sub-env seeds 10,000 + j, the

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> i
         )
     out = args.out or (tempfile.mkdtemp(prefix="compare_lm_quick_") if args.quick else str(RESULTS))
     os.makedirs(out, exist_ok=True)
-    tasks, algos = list(budget.tasks), [a for a in ORDER if a in args.algos]
+    tasks, algos = list(budget.tasks), [a for a in ALGOS if a in args.algos]  # the table's order
     runs_path, curves_path = os.path.join(out, RUNS_CSV), os.path.join(out, CURVES_CSV)
     cmd = "python -m benchmarks.compare_lm " + " ".join(argv if argv is not None else sys.argv[1:])
     clock = Timer()
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> i
         kept = [r for r in curves if _key(r) in done]
         if len(kept) != len(curves):
             write_csv(curves_path, kept, list(curves[0]))
-        jobs = [(t, a, s) for a in algos for s in budget.seeds for t in tasks if (t, a, s) not in done]
+        # the longest runs first (ORDER), so that --jobs keeps its processes busy to the end
+        by_cost = sorted(algos, key=ORDER.index)
+        jobs = [(t, a, s) for a in by_cost for s in budget.seeds for t in tasks if (t, a, s) not in done]
         log(f"{len(done)} run(s) already in {runs_path}; {len(jobs)} to run with {args.jobs} process(es)")
 
         def save(run: dict[str, Any], curve: list[dict[str, Any]]) -> None:
@@ -172,7 +174,10 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> i
         f"{budget.bon_pool} per prompt; {budget.eval_episodes} evaluation prompts; seeds "
         f"{', '.join(map(str, budget.seeds))}.\n"
         "Reward = gold on simulated_human, task reward elsewhere; ± = 95% t-interval over seeds "
-        f"(t with n-1 df); reward @ KL≤b = best evaluated reward with KL ≤ b nats, per run, then over seeds."
+        "(t with n-1 df); reward @ KL≤b = best evaluated reward with KL ≤ b nats, per run, then over seeds. "
+        "KL: exact per position (custom agents, DPO), sampled-token k1 (sb3-ppo), analytic log n - (n-1)/n "
+        "(best-of-n). Train CPU s: training only (DPO without its comparisons; best-of-n = sampling and "
+        "scoring its pool). Tokens: generated in training; other tokens: DPO's comparisons, best-of-n's pool."
     )
     text = report(out, budget, tasks, algos, header)
     log(text)

@@ -161,7 +161,7 @@ def plot(path: str, curves: Sequence[Mapping[str, Any]], tasks: Sequence[str], a
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 9), fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the legend below (save_figure would undo it)
     fig.savefig(path, dpi=110)
     plt.close(fig)
