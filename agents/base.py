@@ -29,6 +29,7 @@ from agents.config import OnPolicyConfig
 from agents.distributed import World
 from agents.envs import autoreset_mode, is_token_space, make_vector_env, without_env_reference
 from agents.episodes import SampledEpisodes
+from agents.phase_timer import PhaseTimer
 from agents.policies import MLPActorCritic, TransformerActorCritic
 from agents.rollout import (
     Batch,
@@ -81,6 +82,9 @@ class OnPolicyAgent:
         #: data-parallel ranks (see :mod:`agents.distributed`): picked up from an initialised
         #: process group; ``n_envs`` is per rank, the global batch is ``world_size`` times larger
         self.world = World.current()
+        #: wall time per phase of an iteration, off unless a benchmark switches it on (see
+        #: :mod:`agents.phase_timer`)
+        self.phases = PhaseTimer()
         # Two generators: one for initialisation (CPU), one for sampling/shuffling on the device.
         self.init_rng = torch.Generator().manual_seed(self.seed)
         self.torch_rng = torch.Generator(device=cfg.device).manual_seed(self.seed + 1)
@@ -194,9 +198,11 @@ class OnPolicyAgent:
         the step, so every rank takes the same step (or every rank raises).
         """
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        phase = self.phases
         if self.world.active:
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with phase("update.backward"):
+                loss.backward()
             total = loss.detach().float().reshape(1).clone()
             self.world.all_reduce_gradients(params, extra=total)
             if not torch.isfinite(total).all():
@@ -206,13 +212,16 @@ class OnPolicyAgent:
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(self._diagnose("loss", batch, terms))
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with phase("update.backward"):
+                loss.backward()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        with phase("update.clip_grad"):
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDivergedError(self._diagnose("gradient norm", batch, terms))
-        self.optimizer.step()
+        with phase("update.optimizer"):
+            self.optimizer.step()
         return float(grad_norm)
 
     def _diagnose(self, what: str, batch: Batch, terms: dict[str, torch.Tensor]) -> str:
@@ -283,12 +292,14 @@ class OnPolicyAgent:
                     group["lr"] = lr
                 t0 = time.perf_counter()
                 self.policy.eval()
-                batch, n_steps, metrics = self.collector.collect(self)
+                with self.phases("rollout"):
+                    batch, n_steps, metrics = self.collector.collect(self)
                 t1 = time.perf_counter()
                 self.num_timesteps += n_steps
                 self.iteration += 1
                 self.policy.train()
-                metrics.update(self.train(batch, progress_remaining))
+                with self.phases("update"):
+                    metrics.update(self.train(batch, progress_remaining))
                 self.policy.eval()
                 t2 = time.perf_counter()
                 metrics.update(

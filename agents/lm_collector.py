@@ -33,6 +33,7 @@ from agents.envs import autoreset_mode
 from agents.generation_metrics import eos_id_of, generation_metrics, merge_batches
 from agents.kl_control import KLController
 from agents.lm_actor_critic import LMActorCritic
+from agents.phase_timer import PhaseTimer
 from agents.rollout import Batch, EpisodeTracker, compute_gae
 from rlhf_envs.lm.sampling import sample_tokens
 
@@ -49,6 +50,8 @@ class EpisodeCollector:
         self.device = cfg.device
         self.kl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.kl_target, cfg.kl_horizon)
         self.tracker = EpisodeTracker(self.env.num_envs)
+        #: the agent's phase timer (:mod:`agents.phase_timer`; off unless a benchmark turns it on)
+        self.phases: PhaseTimer = getattr(agent, "phases", None) or PhaseTimer()
 
     def reset(self, seed: int) -> None:
         """Nothing to do: every LM rollout starts by resetting all sub-envs."""
@@ -89,7 +92,9 @@ class EpisodeCollector:
         sharded = world is not None and world.active
         if sharded and not isinstance(seed, list | tuple):  # per-sub-env seeds are this rank's already
             seed = world.env_seed(seed, n)
-        obs, _ = env.reset(seed=seed)
+        phase = self.phases
+        with phase("rollout.env"):
+            obs, _ = env.reset(seed=seed)
         ids = torch.as_tensor(obs["input_ids"])
         lens = torch.as_tensor(obs["attention_mask"]).long().sum(1)
         p_max = int(lens.max())
@@ -102,16 +107,19 @@ class EpisodeCollector:
         prompt, pmask = prompt.to(dev), pmask.to(dev)
         max_new = int(ids.shape[1] - lens.min())
         tracker = EpisodeTracker(n, maxlen=None)
-        decoder = pol.decoder(n, p_max + max_new)
-        logits = decoder.prefill(prompt, pmask)
+        with phase("rollout.sampling"):
+            decoder = pol.decoder(n, p_max + max_new)
+            logits = decoder.prefill(prompt, pmask)
         active = np.ones(n, dtype=bool)
         acts, logps, rews, masks = [], [], [], []
         episodes: list[dict] = []
         for _ in range(max_new):
             u = world.uniforms(n, generator, dev) if sharded and not deterministic else None
-            tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
+            with phase("rollout.sampling"):
+                tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
             step_actions = np.where(active, tokens.cpu().numpy(), 0).astype(np.int64)
-            _, rewards, term, trunc, infos = env.step(step_actions)
+            with phase("rollout.env"):  # the env's step, with the feedback model's score at the end
+                _, rewards, term, trunc, infos = env.step(step_actions)
             ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, active)
             episodes.extend(list(tracker.completed)[len(tracker.completed) - len(ended) :])
             acts.append(torch.where(torch.as_tensor(active, device=dev), tokens, 0))
@@ -123,8 +131,10 @@ class EpisodeCollector:
             if not active.any():
                 break
             if mode == AutoresetMode.DISABLED and done.any():
-                env.reset(options={"reset_mask": done})
-            logits = decoder.step(tokens)
+                with phase("rollout.env"):
+                    env.reset(options={"reset_mask": done})
+            with phase("rollout.sampling"):
+                logits = decoder.step(tokens)
         if sharded and not deterministic:  # the draws of the global loop's remaining steps
             for _ in range(world.max_int(len(acts), "rollout length max") - len(acts)):
                 world.uniforms(n, generator, dev)
@@ -144,7 +154,8 @@ class EpisodeCollector:
         obs, actions, logp, env_rewards, mask, episodes = self.rollout(
             self.env, seed, agent.torch_rng, world=world
         )
-        values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        with self.phases("rollout.value_and_ref_pass"):
+            values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
         if world is not None and world.active:  # from here on every rank holds the global batch
             obs, (actions, logp, env_rewards, mask, values, ref_logp) = gather_episodes(
                 world, obs, [actions, logp, env_rewards, mask, values, ref_logp]
