@@ -25,6 +25,7 @@ from agents.envs import is_token_space
 from agents.rollout import Batch
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.lm.decoder import Decoder, make_decoder
+from rlhf_envs.lm.gpt2_forward import fast_forward_supported, gpt2_hidden_states
 from rlhf_envs.lm.loading import position_ids
 
 
@@ -220,9 +221,12 @@ class LMActorCritic(nn.Module):
 
     def _sequence_pass(self, model: nn.Module, obs: dict[str, torch.Tensor], n_response: int):  # noqa: ANN202
         ids, mask = obs["input_ids"], obs["attention_mask"]
-        hidden = model.base_model(
-            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
-        ).last_hidden_state
+        if fast_forward_supported(model):  # GPT-2: the same math without transformers' overhead
+            hidden = gpt2_hidden_states(model, ids, mask, position_ids(mask))
+        else:
+            hidden = model.base_model(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
+            ).last_hidden_state
         # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
         return hidden[:, -n_response - 1 : -1]
 
