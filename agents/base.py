@@ -179,15 +179,21 @@ class OnPolicyAgent:
         """One update from ``batch``; returns the metrics to log."""
         raise NotImplementedError
 
-    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log_probs, entropy, values)`` of the current policy for the stored actions."""
+    def evaluate_batch(
+        self, batch: Batch, entropy_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_probs, entropy, values)`` of the current policy for the stored actions.
+
+        ``entropy_grad=False`` (LM policies): the entropies carry no gradient, for a loss whose
+        entropy coefficient is 0 (see :meth:`LMActorCritic.evaluate_batch`); ignored otherwise.
+        """
         if len(batch) == 0:  # an empty data-parallel share (fewer samples than ranks): zeros whose
             # gradient is zero for every parameter, so this rank still joins the all-reduce
             anchor = sum(p.sum() for p in self.policy.parameters() if p.requires_grad) * 0.0
             z = torch.zeros(batch.log_probs.shape, device=batch.log_probs.device) + anchor
             return z, z, z
         if self.config.policy == "lm":
-            return self.policy.evaluate_batch(batch)
+            return self.policy.evaluate_batch(batch, entropy_grad)
         return self.policy.evaluate_actions(batch.obs, batch.actions, batch.action_masks)
 
     def local_share(self, batch: Batch) -> Batch:

@@ -289,7 +289,7 @@ class CriticFreeAgent(OnPolicyAgent):
                 mb, adv = self.local_share(mb), adv[rows]
                 mask = mb.mask.to(mb.advantages.dtype)
                 with self.phases("update.forward"):  # the policy's pass and the loss
-                    log_probs, entropy, _ = self.evaluate_batch(mb)
+                    log_probs, entropy, _ = self.evaluate_batch(mb, entropy_grad=cfg.ent_coef != 0)
                     pg_loss, ratio = clipped_policy_loss(
                         log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range, count
                     )

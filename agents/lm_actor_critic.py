@@ -230,12 +230,20 @@ class LMActorCritic(nn.Module):
         # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
         return hidden[:, -n_response - 1 : -1]
 
-    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: ``(log-probs, entropies, values)`` of the completion tokens, ``(B, R)``."""
+    def evaluate_batch(
+        self, batch: Batch, entropy_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(log-probs, entropies, values)`` of the completion tokens, ``(B, R)``.
+
+        ``entropy_grad=False`` computes the entropies (same values) outside autograd: for a loss
+        whose entropy coefficient is 0, where their gradient would be multiplied by 0 anyway, this
+        saves the vocabulary-sized backward ops and leaves every gradient as it was.
+        """
         h = self._sequence_pass(self.lm, batch.obs, batch.actions.shape[1])
         logp_all = torch.log_softmax(self._logits(self.lm, h), dim=-1)
         logp = logp_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logp, entropy, self._values(h)
 
     def _values(self, h: torch.Tensor) -> torch.Tensor:

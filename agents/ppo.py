@@ -74,7 +74,7 @@ class PPO(OnPolicyAgent):
 
                 with self.phases("update.forward"):  # the policy's pass and the loss
                     # 1. the current policy's log-probs, entropies and values for the stored actions
-                    log_probs, entropy, values = self.evaluate_batch(mb)
+                    log_probs, entropy, values = self.evaluate_batch(mb, entropy_grad=cfg.ent_coef != 0)
                     log_ratio = log_probs - mb.log_probs
                     ratio = log_ratio.exp()
 
