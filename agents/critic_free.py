@@ -287,6 +287,8 @@ class CriticFreeAgent(OnPolicyAgent):
                 # every mean divided by the whole minibatch's count, as PPO's
                 rows = self.world.rows(len(mb)) if self.world.active else slice(None)
                 mb, adv = self.local_share(mb), adv[rows]
+                mb = mb.trim_padding()  # the minibatch's own padding (exact: Batch.trim_padding)
+                adv = adv[:, : mb.mask.shape[1]]
                 mask = mb.mask.to(mb.advantages.dtype)
                 with self.phases("update.forward"):  # the policy's pass and the loss
                     log_probs, entropy, _ = self.evaluate_batch(mb, entropy_grad=cfg.ent_coef != 0)

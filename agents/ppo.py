@@ -65,6 +65,9 @@ class PPO(OnPolicyAgent):
                 # the forward/backward pass runs on this rank's share (all of it in one process)
                 rows = self.world.rows(len(mb)) if self.world.active else slice(None)
                 mb, adv = self.local_share(mb), adv[rows]
+                # the minibatch's own padding is dropped (exact: see Batch.trim_padding)
+                mb = mb.trim_padding()
+                adv = adv[:, : mb.mask.shape[1]] if adv.dim() == 2 else adv
                 mask = mb.mask.to(mb.advantages.dtype)
 
                 def mean(
