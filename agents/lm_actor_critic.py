@@ -221,14 +221,16 @@ class LMActorCritic(nn.Module):
 
     def _sequence_pass(self, model: nn.Module, obs: dict[str, torch.Tensor], n_response: int):  # noqa: ANN202
         ids, mask = obs["input_ids"], obs["attention_mask"]
-        if fast_forward_supported(model):  # GPT-2: the same math without transformers' overhead
-            hidden = gpt2_hidden_states(model, ids, mask, position_ids(mask))
-        else:
-            hidden = model.base_model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
-            ).last_hidden_state
         # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
-        return hidden[:, -n_response - 1 : -1]
+        t = ids.shape[1]
+        keep = slice(max(t - n_response - 1, 0), t - 1)
+        if fast_forward_supported(model):  # GPT-2: the same math without transformers' overhead,
+            # and the last block's outputs only where they are used
+            return gpt2_hidden_states(model, ids, mask, position_ids(mask), keep=keep)
+        hidden = model.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
+        ).last_hidden_state
+        return hidden[:, keep]
 
     def evaluate_batch(
         self, batch: Batch, entropy_grad: bool = True

@@ -46,10 +46,21 @@ def _attention_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def gpt2_hidden_states(
-    lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    lm: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    keep: slice | None = None,
 ) -> torch.Tensor:
     """The final hidden states ``(B, T, d)`` of ``lm.base_model`` (a GPT-2 the fast path supports)
-    for left- or right-padded ``input_ids`` with ``attention_mask`` and ``position_ids``."""
+    for left- or right-padded ``input_ids`` with ``attention_mask`` and ``position_ids``.
+
+    ``keep`` (a slice of positions, step 1): return only those positions' states, ``(B, len, d)``.
+    The last block then computes its attention output, MLP and the final norm for those rows
+    only (every earlier block and the last block's keys and values still cover every position,
+    as the kept positions attend to them): the same values, less work when the prompt positions'
+    outputs are not needed (the agents need the states that predict completion tokens only).
+    """
     tr, c = lm.transformer, lm.config
     b, t = input_ids.shape
     e, h = c.n_embd, c.n_head
@@ -58,6 +69,10 @@ def gpt2_hidden_states(
     x = F.embedding(input_ids, tr.wte.weight) + F.embedding(position_ids, tr.wpe.weight)
     x = x.reshape(b * t, e)
     attn = _attention_mask(attention_mask)
+    if keep is not None and keep.step not in (None, 1):
+        raise ValueError(f"keep must be a slice with step 1, got {keep!r}")
+    n_out = t if keep is None else len(range(t)[keep])
+    last = len(tr.h) - 1
 
     def conv1d(m: Any, inp: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         if no_grad:  # Conv1D's (in, out) weight transposed is the (out, in) a linear takes
@@ -65,11 +80,18 @@ def gpt2_hidden_states(
         y = torch.addmm(m.bias, inp, m.weight)
         return F.gelu(y, approximate="tanh") if gelu else y
 
-    for blk in tr.h:
+    for i, blk in enumerate(tr.h):
         y = F.layer_norm(x, (e,), blk.ln_1.weight, blk.ln_1.bias, eps)
         q, k, v = conv1d(blk.attn.c_attn, y).view(b, t, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+        rows = t
+        if i == last and keep is not None and n_out < t:  # only the kept queries from here on
+            q, attn, rows = q[:, :, keep], attn[:, :, keep], n_out
+            x = x.view(b, t, e)[:, keep].reshape(b * rows, e)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn)
-        x = x + conv1d(blk.attn.c_proj, a.transpose(1, 2).reshape(b * t, e))
+        x = x + conv1d(blk.attn.c_proj, a.transpose(1, 2).reshape(b * rows, e))
         y = F.layer_norm(x, (e,), blk.ln_2.weight, blk.ln_2.bias, eps)
         x = x + conv1d(blk.mlp.c_proj, conv1d(blk.mlp.c_fc, y, gelu=True))
-    return F.layer_norm(x, (e,), tr.ln_f.weight, tr.ln_f.bias, eps).view(b, t, e)
+    out = F.layer_norm(x, (e,), tr.ln_f.weight, tr.ln_f.bias, eps)
+    if keep is not None and n_out < t and not tr.h:  # no blocks: select the kept positions here
+        return out.view(b, t, e)[:, keep]
+    return out.view(b, n_out, e)
