@@ -2,10 +2,11 @@
 
 Used by ``policy="lm"`` agents (PPO, A2C, REINFORCE). During a rollout the trained LM samples
 through the suite's one KV-cached decoder (:meth:`LMActorCritic.decoder`, see
-:mod:`rlhf_envs.lm.decoder`); afterwards whole sequences (prompt + completion) go through the policy
-(values) and the frozen reference model (log-probs) in one batched pass each
-(:meth:`LMActorCritic.values_and_ref_logprobs`), and :meth:`LMActorCritic.evaluate_batch` is the
-training pass. Every pass restricts the logits to the env's ``n_actions`` first ids and divides them
+:mod:`rlhf_envs.lm.decoder`), and the value head reads the decoder's hidden states; afterwards whole
+sequences (prompt + completion) go through the frozen reference model (log-probs) in one batched
+pass (:meth:`LMActorCritic.ref_logprobs`; :meth:`LMActorCritic.values_and_ref_logprobs` also
+scores values with a policy pass), and :meth:`LMActorCritic.evaluate_batch` is the training pass.
+Standard GPT-2 models run these passes through :func:`rlhf_envs.lm.gpt2_forward.gpt2_hidden_states`. Every pass restricts the logits to the env's ``n_actions`` first ids and divides them
 by the same temperature (anything else would bias the KL estimate).
 
 The value head is a linear layer on the LM's final hidden state, initialised near zero.

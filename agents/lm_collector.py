@@ -11,8 +11,9 @@
    (:func:`rlhf_envs.lm.sampling.sample_tokens`). Only the sampled tokens' log-probabilities are
    kept: the buffer never holds vocabulary-sized tensors. Each token is sent to the env, which pays
    the task reward on the final real token.
-2. Whole sequences (prompt + completion) then go through the policy (values) and the frozen
-   reference model (log-probs) in one batched pass each.
+2. The value head reads the hidden states the sampler computed for each sampled state (no
+   separate policy pass); whole sequences (prompt + completion) then go through the frozen
+   reference model (log-probs) in one batched pass.
 3. Per-token reward: ``env reward - beta * KL_t`` with ``KL_t`` the k1 (``logp - logp_ref``) or k3
    estimator; beta fixed or adapted towards a target (:class:`agents.kl_control.KLController`).
    GAE with gamma 1, lambda 0.95 over the completion tokens; the episode's last real token ends the
@@ -71,11 +72,17 @@ class EpisodeCollector:
         generator: torch.Generator,
         deterministic: bool = False,
         world: Any = None,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
+        with_values: bool = False,
+    ) -> tuple[Any, ...]:
         """One episode per sub-env of ``env``.
 
         Returns ``(obs, actions, log_probs, env_rewards, mask, episodes)``: ``obs`` holds the
         left-padded ``(B, P + R)`` sequences, the others are ``(B, R)`` over completion tokens.
+
+        ``with_values`` (a policy with a value head): a seventh element, the value head's
+        estimates ``(B, R)`` at every sampled state, from the hidden states the sampler computed
+        anyway (:attr:`~rlhf_envs.lm.decoder.Decoder.last_hidden`). They are the values a separate
+        pass over the whole sequences gives (up to float rounding), without that pass.
 
         ``seed``: one int (sub-env ``i`` gets ``seed + i``), or one seed per sub-env (a list).
 
@@ -111,12 +118,18 @@ class EpisodeCollector:
             decoder = pol.decoder(n, p_max + max_new)
             logits = decoder.prefill(prompt, pmask)
         active = np.ones(n, dtype=bool)
-        acts, logps, rews, masks = [], [], [], []
+        acts, logps, rews, masks, vals = [], [], [], [], []
+        value_head = pol.value_head if with_values else None
+        if with_values and value_head is None:
+            raise ValueError("with_values needs a policy with a value head")
         episodes: list[dict] = []
         for _ in range(max_new):
             u = world.uniforms(n, generator, dev) if sharded and not deterministic else None
             with phase("rollout.sampling"):
                 tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
+                if value_head is not None:  # V(s_t) from the state the token is sampled in
+                    v = value_head(decoder.last_hidden).squeeze(-1).float()
+                    vals.append(torch.where(torch.as_tensor(active, device=dev), v, 0.0))
             step_actions = np.where(active, tokens.cpu().numpy(), 0).astype(np.int64)
             with phase("rollout.env"):  # the env's step, with the feedback model's score at the end
                 _, rewards, term, trunc, infos = env.step(step_actions)
@@ -144,18 +157,24 @@ class EpisodeCollector:
             "input_ids": torch.cat([prompt, actions], 1),
             "attention_mask": torch.cat([pmask, mask.long()], 1),
         }
-        return seq, actions, torch.stack(logps, 1), torch.stack(rews, 1), mask, episodes
+        out = (seq, actions, torch.stack(logps, 1), torch.stack(rews, 1), mask, episodes)
+        return (*out, torch.stack(vals, 1)) if with_values else out
 
     def collect(self, agent: Any) -> tuple[Batch, int, dict[str, float]]:
         """One PPO batch: rollout, reference/value passes, KL-penalised rewards, GAE."""
         cfg = agent.config
         seed = int(agent.np_rng.integers(2**31))
         world = self.world
-        obs, actions, logp, env_rewards, mask, episodes = self.rollout(
-            self.env, seed, agent.torch_rng, world=world
-        )
-        with self.phases("rollout.value_and_ref_pass"):
-            values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        with_values = self.policy.value_head is not None  # values from the sampler's states
+        out = self.rollout(self.env, seed, agent.torch_rng, world=world, with_values=with_values)
+        obs, actions, logp, env_rewards, mask, episodes = out[:6]
+        if with_values:
+            values = out[6]
+            with self.phases("rollout.ref_pass"):
+                ref_logp = self.policy.ref_logprobs(obs, actions)
+        else:
+            with self.phases("rollout.value_and_ref_pass"):
+                values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
         if world is not None and world.active:  # from here on every rank holds the global batch
             obs, (actions, logp, env_rewards, mask, values, ref_logp) = gather_episodes(
                 world, obs, [actions, logp, env_rewards, mask, values, ref_logp]

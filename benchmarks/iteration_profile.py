@@ -8,10 +8,9 @@ Protocol (fixed before the first run): one warm-up iteration, then the agent's p
 (:mod:`agents.phase_timer`) is switched on for ``iterations`` more, on one torch thread. Reported:
 
 * the share of the iterations' wall time in the rollout and in the update;
-* inside the rollout: sampling (KV-cached decoder and token draws), the env (its steps, which pay
-  the feedback model's score on the final token, and resets), the value and reference passes
-  (PPO: one ``values_and_ref_logprobs`` call; GRPO: the reference pass alone), other (buffers,
-  rewards, GAE or group advantages, metrics);
+* inside the rollout: sampling (KV-cached decoder, token draws and, for PPO, the value head on the
+  decoder's states), the env (its steps, which pay the feedback model's score on the final token,
+  and resets), the reference pass, other (buffers, rewards, GAE or group advantages, metrics);
 * inside the update: forward (the training pass and the loss), backward, gradient clipping,
   optimiser step, other (minibatch indexing, statistics);
 * the fraction of the matmul bound the whole iterations reach: the FLOPs they need / (their wall
