@@ -42,6 +42,11 @@ from rlhf_envs.lm.sampling import sample_tokens
 class EpisodeCollector:
     """Samples one completion per sub-env with the KV-cached LM and assembles the PPO batch."""
 
+    #: take the rollout's values from the value head on the sampler's hidden states (False: score
+    #: them with a separate policy pass over the whole sequences, as before; the same values up to
+    #: float rounding, one pass more)
+    values_from_sampler: bool = True
+
     def __init__(self, agent: Any) -> None:
         cfg = agent.config
         self.env = agent.env
@@ -165,7 +170,7 @@ class EpisodeCollector:
         cfg = agent.config
         seed = int(agent.np_rng.integers(2**31))
         world = self.world
-        with_values = self.policy.value_head is not None  # values from the sampler's states
+        with_values = self.values_from_sampler and self.policy.value_head is not None
         out = self.rollout(self.env, seed, agent.torch_rng, world=world, with_values=with_values)
         obs, actions, logp, env_rewards, mask, episodes = out[:6]
         if with_values:
