@@ -22,7 +22,8 @@ A token through the transformer body costs ``2 x N_body`` (every weight of the b
 layer norm; embeddings are lookups) plus causal attention ``4 x d x (its position + 1)`` per layer;
 a position whose next-token distribution is needed adds the LM head, ``2 x n_actions x d``. Per
 iteration: sampling = body over every prompt and completion token + head per completion token;
-value pass (PPO) = body over every token; reference pass = body + head per completion token; the
+value pass (PPO, only when its values do not come from the sampler's states, which they do by
+default) = body over every token; reference pass = body + head per completion token; the
 update = ``n_epochs x 3 x`` (body + head per completion token), the backward pass counted as twice
 the forward. Layer norms, GELU, softmax and the optimiser are not counted (they are not matmuls),
 so 100% is not reachable.
@@ -134,7 +135,11 @@ def profile_iterations(
     ph = agent.phases.snapshot()
     tokens = agent.num_timesteps - start_tokens
     rollout, update = ph.get("rollout", 0.0), ph.get("update", 0.0)
-    flops = [iteration_flops(b, sizes, cfg.n_epochs, value_pass=algo == "ppo") for b in batches]
+    # PPO runs a value pass only when the rollout does not take the values from the sampler
+    from agents.lm_collector import EpisodeCollector
+
+    value_pass = algo == "ppo" and not EpisodeCollector.values_from_sampler
+    flops = [iteration_flops(b, sizes, cfg.n_epochs, value_pass=value_pass) for b in batches]
     need = {k: sum(f[k] for f in flops) for k in flops[0]}
 
     def shares(parts: tuple[str, ...], whole: float, prefix: str) -> dict[str, float]:
