@@ -8,11 +8,16 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
+TRL_VENV := .venv-trl
+TRL_PY := $(TRL_VENV)/bin/python
+TRL_STAMP := $(TRL_VENV)/.installed
+TRL := trl==1.16.0
+
 RLLIB_VENV := .venv-rllib
 RLLIB_PY := $(RLLIB_VENV)/bin/python
 RLLIB_STAMP := $(RLLIB_VENV)/.installed
 
-.PHONY: demo test test-slow test-rllib test-distributed lint format clean
+.PHONY: demo test test-slow test-rllib test-distributed bench-trl lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +53,20 @@ $(RLLIB_STAMP): setup.cfg pyproject.toml
 test-rllib: $(RLLIB_STAMP)
 	timeout 900 $(RLLIB_PY) -m pytest -q -p no:xdist -m slow -s tests/test_rllib.py
 
+# TRL (for benchmarks/trl_speed.py's comparison) is not a dependency: it gets a venv of its own,
+# pinned CPU torch first, then trl, then this checkout (editable) so the benchmark imports it.
+$(TRL_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_PY) -m pip install --quiet --upgrade pip
+	$(TRL_PY) -m pip install --quiet $(TORCH)
+	$(TRL_PY) -m pip install --quiet $(TRL)
+	$(TRL_PY) -m pip install --quiet -e ".[baselines]"
+	touch $(TRL_STAMP)
+
+# The whole throughput benchmark with TRL's rows (a few minutes; writes benchmarks/results/throughput.json).
+bench-trl: $(TRL_STAMP)
+	$(TRL_PY) -m benchmarks.throughput
+
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
@@ -55,4 +74,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) $(RLLIB_VENV) build *.egg-info
+	rm -rf $(VENV) $(RLLIB_VENV) $(TRL_VENV) build *.egg-info

@@ -148,7 +148,8 @@ class GroupCollector(EpisodeCollector):
         obs, actions, logp, env_rewards, mask, episodes = self.rollout(
             self.env, seeds, agent.torch_rng, world=world
         )
-        ref_logp = self.policy.ref_logprobs(obs, actions)
+        with self.phases("rollout.ref_pass"):
+            ref_logp = self.policy.ref_logprobs(obs, actions)
         if sharded:  # from here on every rank holds the global batch
             obs, (actions, logp, env_rewards, mask, ref_logp) = gather_episodes(
                 world, obs, [actions, logp, env_rewards, mask, ref_logp]
@@ -286,18 +287,21 @@ class CriticFreeAgent(OnPolicyAgent):
                 # every mean divided by the whole minibatch's count, as PPO's
                 rows = self.world.rows(len(mb)) if self.world.active else slice(None)
                 mb, adv = self.local_share(mb), adv[rows]
+                mb = mb.trim_padding()  # the minibatch's own padding (exact: Batch.trim_padding)
+                adv = adv[:, : mb.mask.shape[1]]
                 mask = mb.mask.to(mb.advantages.dtype)
-                log_probs, entropy, _ = self.evaluate_batch(mb)
-                pg_loss, ratio = clipped_policy_loss(
-                    log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range, count
-                )
-                ent = (entropy * mask).sum() / count
-                loss = pg_loss - cfg.ent_coef * ent
-                terms = {"policy_loss": pg_loss, "entropy": ent}
-                if cfg.kl_mode == "loss":
-                    kl_loss = k3_kl_loss(log_probs, mb.ref_log_probs, mb.mask, count)
-                    loss = loss + beta * kl_loss
-                    terms["kl_loss"] = kl_loss
+                with self.phases("update.forward"):  # the policy's pass and the loss
+                    log_probs, entropy, _ = self.evaluate_batch(mb, entropy_grad=cfg.ent_coef != 0)
+                    pg_loss, ratio = clipped_policy_loss(
+                        log_probs, mb.log_probs, adv, mb.mask, cfg.clip_range, count
+                    )
+                    ent = (entropy * mask).sum() / count
+                    loss = pg_loss - cfg.ent_coef * ent
+                    terms = {"policy_loss": pg_loss, "entropy": ent}
+                    if cfg.kl_mode == "loss":
+                        kl_loss = k3_kl_loss(log_probs, mb.ref_log_probs, mb.mask, count)
+                        loss = loss + beta * kl_loss
+                        terms["kl_loss"] = kl_loss
                 with torch.no_grad():
                     log_ratio = log_probs - mb.log_probs
                     terms_log = {

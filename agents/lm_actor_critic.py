@@ -2,10 +2,11 @@
 
 Used by ``policy="lm"`` agents (PPO, A2C, REINFORCE). During a rollout the trained LM samples
 through the suite's one KV-cached decoder (:meth:`LMActorCritic.decoder`, see
-:mod:`rlhf_envs.lm.decoder`); afterwards whole sequences (prompt + completion) go through the policy
-(values) and the frozen reference model (log-probs) in one batched pass each
-(:meth:`LMActorCritic.values_and_ref_logprobs`), and :meth:`LMActorCritic.evaluate_batch` is the
-training pass. Every pass restricts the logits to the env's ``n_actions`` first ids and divides them
+:mod:`rlhf_envs.lm.decoder`), and the value head reads the decoder's hidden states; afterwards whole
+sequences (prompt + completion) go through the frozen reference model (log-probs) in one batched
+pass (:meth:`LMActorCritic.ref_logprobs`; :meth:`LMActorCritic.values_and_ref_logprobs` also
+scores values with a policy pass), and :meth:`LMActorCritic.evaluate_batch` is the training pass.
+Standard GPT-2 models run these passes through :func:`rlhf_envs.lm.gpt2_forward.gpt2_hidden_states`. Every pass restricts the logits to the env's ``n_actions`` first ids and divides them
 by the same temperature (anything else would bias the KL estimate).
 
 The value head is a linear layer on the LM's final hidden state, initialised near zero.
@@ -25,6 +26,7 @@ from agents.envs import is_token_space
 from agents.rollout import Batch
 from rlhf_envs.errors import ConfigError
 from rlhf_envs.lm.decoder import Decoder, make_decoder
+from rlhf_envs.lm.gpt2_forward import fast_forward_supported, gpt2_hidden_states
 from rlhf_envs.lm.loading import position_ids
 
 
@@ -220,18 +222,31 @@ class LMActorCritic(nn.Module):
 
     def _sequence_pass(self, model: nn.Module, obs: dict[str, torch.Tensor], n_response: int):  # noqa: ANN202
         ids, mask = obs["input_ids"], obs["attention_mask"]
+        # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
+        t = ids.shape[1]
+        keep = slice(max(t - n_response - 1, 0), t - 1)
+        if fast_forward_supported(model):  # GPT-2: the same math without transformers' overhead,
+            # and the last block's outputs only where they are used
+            return gpt2_hidden_states(model, ids, mask, position_ids(mask), keep=keep)
         hidden = model.base_model(
             input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
         ).last_hidden_state
-        # hidden state at position P-1+t predicts completion token t (and is the state it is taken in)
-        return hidden[:, -n_response - 1 : -1]
+        return hidden[:, keep]
 
-    def evaluate_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: ``(log-probs, entropies, values)`` of the completion tokens, ``(B, R)``."""
+    def evaluate_batch(
+        self, batch: Batch, entropy_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(log-probs, entropies, values)`` of the completion tokens, ``(B, R)``.
+
+        ``entropy_grad=False`` computes the entropies (same values) outside autograd: for a loss
+        whose entropy coefficient is 0, where their gradient would be multiplied by 0 anyway, this
+        saves the vocabulary-sized backward ops and leaves every gradient as it was.
+        """
         h = self._sequence_pass(self.lm, batch.obs, batch.actions.shape[1])
         logp_all = torch.log_softmax(self._logits(self.lm, h), dim=-1)
         logp = logp_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logp, entropy, self._values(h)
 
     def _values(self, h: torch.Tensor) -> torch.Tensor:

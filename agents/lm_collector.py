@@ -11,8 +11,9 @@
    (:func:`rlhf_envs.lm.sampling.sample_tokens`). Only the sampled tokens' log-probabilities are
    kept: the buffer never holds vocabulary-sized tensors. Each token is sent to the env, which pays
    the task reward on the final real token.
-2. Whole sequences (prompt + completion) then go through the policy (values) and the frozen
-   reference model (log-probs) in one batched pass each.
+2. The value head reads the hidden states the sampler computed for each sampled state (no
+   separate policy pass); whole sequences (prompt + completion) then go through the frozen
+   reference model (log-probs) in one batched pass.
 3. Per-token reward: ``env reward - beta * KL_t`` with ``KL_t`` the k1 (``logp - logp_ref``) or k3
    estimator; beta fixed or adapted towards a target (:class:`agents.kl_control.KLController`).
    GAE with gamma 1, lambda 0.95 over the completion tokens; the episode's last real token ends the
@@ -33,12 +34,18 @@ from agents.envs import autoreset_mode
 from agents.generation_metrics import eos_id_of, generation_metrics, merge_batches
 from agents.kl_control import KLController
 from agents.lm_actor_critic import LMActorCritic
+from agents.phase_timer import PhaseTimer
 from agents.rollout import Batch, EpisodeTracker, compute_gae
 from rlhf_envs.lm.sampling import sample_tokens
 
 
 class EpisodeCollector:
     """Samples one completion per sub-env with the KV-cached LM and assembles the PPO batch."""
+
+    #: take the rollout's values from the value head on the sampler's hidden states (False: score
+    #: them with a separate policy pass over the whole sequences, as before; the same values up to
+    #: float rounding, one pass more)
+    values_from_sampler: bool = True
 
     def __init__(self, agent: Any) -> None:
         cfg = agent.config
@@ -49,6 +56,8 @@ class EpisodeCollector:
         self.device = cfg.device
         self.kl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.kl_target, cfg.kl_horizon)
         self.tracker = EpisodeTracker(self.env.num_envs)
+        #: the agent's phase timer (:mod:`agents.phase_timer`; off unless a benchmark turns it on)
+        self.phases: PhaseTimer = getattr(agent, "phases", None) or PhaseTimer()
 
     def reset(self, seed: int) -> None:
         """Nothing to do: every LM rollout starts by resetting all sub-envs."""
@@ -68,11 +77,17 @@ class EpisodeCollector:
         generator: torch.Generator,
         deterministic: bool = False,
         world: Any = None,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
+        with_values: bool = False,
+    ) -> tuple[Any, ...]:
         """One episode per sub-env of ``env``.
 
         Returns ``(obs, actions, log_probs, env_rewards, mask, episodes)``: ``obs`` holds the
         left-padded ``(B, P + R)`` sequences, the others are ``(B, R)`` over completion tokens.
+
+        ``with_values`` (a policy with a value head): a seventh element, the value head's
+        estimates ``(B, R)`` at every sampled state, from the hidden states the sampler computed
+        anyway (:attr:`~rlhf_envs.lm.decoder.Decoder.last_hidden`). They are the values a separate
+        pass over the whole sequences gives (up to float rounding), without that pass.
 
         ``seed``: one int (sub-env ``i`` gets ``seed + i``), or one seed per sub-env (a list).
 
@@ -89,7 +104,9 @@ class EpisodeCollector:
         sharded = world is not None and world.active
         if sharded and not isinstance(seed, list | tuple):  # per-sub-env seeds are this rank's already
             seed = world.env_seed(seed, n)
-        obs, _ = env.reset(seed=seed)
+        phase = self.phases
+        with phase("rollout.env"):
+            obs, _ = env.reset(seed=seed)
         ids = torch.as_tensor(obs["input_ids"])
         lens = torch.as_tensor(obs["attention_mask"]).long().sum(1)
         p_max = int(lens.max())
@@ -102,16 +119,25 @@ class EpisodeCollector:
         prompt, pmask = prompt.to(dev), pmask.to(dev)
         max_new = int(ids.shape[1] - lens.min())
         tracker = EpisodeTracker(n, maxlen=None)
-        decoder = pol.decoder(n, p_max + max_new)
-        logits = decoder.prefill(prompt, pmask)
+        with phase("rollout.sampling"):
+            decoder = pol.decoder(n, p_max + max_new)
+            logits = decoder.prefill(prompt, pmask)
         active = np.ones(n, dtype=bool)
-        acts, logps, rews, masks = [], [], [], []
+        acts, logps, rews, masks, vals = [], [], [], [], []
+        value_head = pol.value_head if with_values else None
+        if with_values and value_head is None:
+            raise ValueError("with_values needs a policy with a value head")
         episodes: list[dict] = []
         for _ in range(max_new):
             u = world.uniforms(n, generator, dev) if sharded and not deterministic else None
-            tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
+            with phase("rollout.sampling"):
+                tokens, logp = sample_tokens(logits, generator, deterministic, uniforms=u)
+                if value_head is not None:  # V(s_t) from the state the token is sampled in
+                    v = value_head(decoder.last_hidden).squeeze(-1).float()
+                    vals.append(torch.where(torch.as_tensor(active, device=dev), v, 0.0))
             step_actions = np.where(active, tokens.cpu().numpy(), 0).astype(np.int64)
-            _, rewards, term, trunc, infos = env.step(step_actions)
+            with phase("rollout.env"):  # the env's step, with the feedback model's score at the end
+                _, rewards, term, trunc, infos = env.step(step_actions)
             ended = tracker.update(np.asarray(rewards, dtype=np.float64), term, trunc, infos, active)
             episodes.extend(list(tracker.completed)[len(tracker.completed) - len(ended) :])
             acts.append(torch.where(torch.as_tensor(active, device=dev), tokens, 0))
@@ -123,8 +149,10 @@ class EpisodeCollector:
             if not active.any():
                 break
             if mode == AutoresetMode.DISABLED and done.any():
-                env.reset(options={"reset_mask": done})
-            logits = decoder.step(tokens)
+                with phase("rollout.env"):
+                    env.reset(options={"reset_mask": done})
+            with phase("rollout.sampling"):
+                logits = decoder.step(tokens)
         if sharded and not deterministic:  # the draws of the global loop's remaining steps
             for _ in range(world.max_int(len(acts), "rollout length max") - len(acts)):
                 world.uniforms(n, generator, dev)
@@ -134,17 +162,24 @@ class EpisodeCollector:
             "input_ids": torch.cat([prompt, actions], 1),
             "attention_mask": torch.cat([pmask, mask.long()], 1),
         }
-        return seq, actions, torch.stack(logps, 1), torch.stack(rews, 1), mask, episodes
+        out = (seq, actions, torch.stack(logps, 1), torch.stack(rews, 1), mask, episodes)
+        return (*out, torch.stack(vals, 1)) if with_values else out
 
     def collect(self, agent: Any) -> tuple[Batch, int, dict[str, float]]:
         """One PPO batch: rollout, reference/value passes, KL-penalised rewards, GAE."""
         cfg = agent.config
         seed = int(agent.np_rng.integers(2**31))
         world = self.world
-        obs, actions, logp, env_rewards, mask, episodes = self.rollout(
-            self.env, seed, agent.torch_rng, world=world
-        )
-        values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
+        with_values = self.values_from_sampler and self.policy.value_head is not None
+        out = self.rollout(self.env, seed, agent.torch_rng, world=world, with_values=with_values)
+        obs, actions, logp, env_rewards, mask, episodes = out[:6]
+        if with_values:
+            values = out[6]
+            with self.phases("rollout.ref_pass"):
+                ref_logp = self.policy.ref_logprobs(obs, actions)
+        else:
+            with self.phases("rollout.value_and_ref_pass"):
+                values, ref_logp = self.policy.values_and_ref_logprobs(obs, actions)
         if world is not None and world.active:  # from here on every rank holds the global batch
             obs, (actions, logp, env_rewards, mask, values, ref_logp) = gather_episodes(
                 world, obs, [actions, logp, env_rewards, mask, values, ref_logp]

@@ -65,6 +65,9 @@ class PPO(OnPolicyAgent):
                 # the forward/backward pass runs on this rank's share (all of it in one process)
                 rows = self.world.rows(len(mb)) if self.world.active else slice(None)
                 mb, adv = self.local_share(mb), adv[rows]
+                # the minibatch's own padding is dropped (exact: see Batch.trim_padding)
+                mb = mb.trim_padding()
+                adv = adv[:, : mb.mask.shape[1]] if adv.dim() == 2 else adv
                 mask = mb.mask.to(mb.advantages.dtype)
 
                 def mean(
@@ -72,26 +75,29 @@ class PPO(OnPolicyAgent):
                 ) -> torch.Tensor:
                     return (x * mask).sum() / count
 
-                # 1. the current policy's log-probs, entropies and values for the stored actions
-                log_probs, entropy, values = self.evaluate_batch(mb)
-                log_ratio = log_probs - mb.log_probs
-                ratio = log_ratio.exp()
+                with self.phases("update.forward"):  # the policy's pass and the loss
+                    # 1. the current policy's log-probs, entropies and values for the stored actions
+                    log_probs, entropy, values = self.evaluate_batch(mb, entropy_grad=cfg.ent_coef != 0)
+                    log_ratio = log_probs - mb.log_probs
+                    ratio = log_ratio.exp()
 
-                # 3. clipped surrogate objective
-                pg_loss = mean(torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)))
+                    # 3. clipped surrogate objective
+                    pg_loss = mean(torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)))
 
-                # 4. value loss, clipped around the rollout's values
-                if cfg.clip_range_vf is not None:
-                    v_clipped = mb.values + (values - mb.values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-                    v_loss = 0.5 * mean(
-                        torch.maximum((values - mb.returns) ** 2, (v_clipped - mb.returns) ** 2)
-                    )
-                else:
-                    v_loss = 0.5 * mean((values - mb.returns) ** 2)
+                    # 4. value loss, clipped around the rollout's values
+                    if cfg.clip_range_vf is not None:
+                        v_clipped = mb.values + (values - mb.values).clamp(
+                            -cfg.clip_range_vf, cfg.clip_range_vf
+                        )
+                        v_loss = 0.5 * mean(
+                            torch.maximum((values - mb.returns) ** 2, (v_clipped - mb.returns) ** 2)
+                        )
+                    else:
+                        v_loss = 0.5 * mean((values - mb.returns) ** 2)
 
-                # 5. entropy bonus
-                ent = mean(entropy)
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                    # 5. entropy bonus
+                    ent = mean(entropy)
+                    loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
 
                 # 6. diagnostics: approx KL (k1 and k3 estimators of KL(old || new)) and clip fraction
                 with torch.no_grad():

@@ -66,6 +66,17 @@ def get_preset_fields(name: str) -> dict[str, Any]:
     return dict(_PRESETS[name].fields)
 
 
+def _resolve(name: str) -> dict[str, Any]:
+    """The fields of an already defined preset with its ``base`` chain resolved (no checks)."""
+    chain = [_PRESETS[name]]
+    while chain[-1].base is not None:
+        chain.append(_PRESETS[chain[-1].base])
+    out: dict[str, Any] = {}
+    for p in reversed(chain):
+        out.update(copy.deepcopy(dict(p.fields)))
+    return out
+
+
 def _add(name: str, algos: tuple[str, ...], doc: str, base: str | None = None, **fields: Any) -> None:
     bad = [a for a in algos if a not in ALGOS]
     if bad or not algos:
@@ -365,6 +376,33 @@ _add(
     model="default",
     n_envs=16,
 )
+#: the settings TRL's GRPOTrainer, the custom PPO and the custom GRPO share in benchmarks/trl_speed.py
+TRL_JOB_FIELDS = (
+    "policy",
+    "model",
+    "n_envs",
+    "n_epochs",
+    "n_minibatches",
+    "learning_rate",
+    "anneal_lr",
+    "max_grad_norm",
+    "kl_coef",
+    "ent_coef",
+)
+_add(
+    "lm-trl-sentiment-grpo",
+    ("grpo",),
+    """The custom GRPO's side of benchmarks/trl_speed.py and throughput.py (TRL's GRPOTrainer's job):
+    every shared setting (TRL_JOB_FIELDS: 16 completions per batch, 4 epochs x 4 minibatches, lr 1e-5
+    constant, gradient clip 1.0, KL 0.05, no entropy bonus) read from lm-sb3-sentiment, with groups
+    of 4 completions per prompt, the KL as a k3 loss term and group-normalised advantages that are
+    not whitened again (TRL's GRPO defaults).""",
+    **{k: v for k, v in _resolve("lm-sb3-sentiment").items() if k in TRL_JOB_FIELDS},
+    group_size=4,
+    kl_mode="loss",
+    scale_rewards=True,
+    norm_adv="none",
+)
 
 # -- Stable-Baselines3 through agents.sb3.train_baseline -----------------------------------------------
 
@@ -567,13 +605,7 @@ def get_preset(name: str, algo: str | None = None) -> dict[str, Any]:
             f"preset {name!r} is for {', '.join(preset.algos)}, not {algo}; presets for {algo}: "
             f"{', '.join(list_presets(algo)) or 'none'}"
         )
-    chain = [preset]
-    while chain[-1].base is not None:
-        chain.append(_PRESETS[chain[-1].base])
-    out: dict[str, Any] = {}
-    for p in reversed(chain):
-        out.update(copy.deepcopy(dict(p.fields)))
-    return out
+    return _resolve(preset.name)
 
 
 def list_presets(algo: str | None = None) -> list[str]:

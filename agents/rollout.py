@@ -15,6 +15,7 @@ Truncation (a time limit) is bootstrapped by adding ``gamma * V(final_obs)`` to 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -212,6 +213,36 @@ class Batch:
             self.rewards[idx],
             None if self.action_masks is None else self.action_masks[idx],
         )
+
+    def trim_padding(self) -> Batch:
+        """An LM batch without the columns none of its episodes uses (any other batch: itself).
+
+        An LM batch holds ``(M, P + R)`` sequences, prompts left-padded to the rollout's longest
+        and completions right-padded to its longest; a minibatch's own longest are often shorter.
+        Dropping the leading prompt columns that are padding in every row and the trailing
+        completion columns that no row reached changes nothing a loss sees: position ids come
+        from the mask's cumulative sum, padded keys are masked out of attention, and every
+        per-token mean multiplies the dropped positions by a zero mask. Per-token fields (every
+        ``(M, R)`` tensor, a subclass's included) lose the same trailing columns.
+        """
+        am = self.obs.get("attention_mask") if isinstance(self.obs, dict) else None
+        if am is None or self.mask.dim() != 2 or len(self) == 0:
+            return self
+        r = self.mask.shape[1]
+        p = am.shape[1] - r
+        used_prompt = am[:, :p].bool().any(0).nonzero()
+        used_completion = self.mask.bool().any(0).nonzero()
+        # keep one prompt column at least: the last one's hidden state predicts the first token
+        first = min(int(used_prompt[0]) if len(used_prompt) else p, max(p - 1, 0))
+        keep = int(used_completion[-1]) + 1 if len(used_completion) else r
+        if first == 0 and keep == r:
+            return self
+        changes: dict[str, Any] = {"obs": {k: v[:, first : p + keep] for k, v in self.obs.items()}}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name != "obs" and isinstance(v, torch.Tensor) and v.shape == self.mask.shape:
+                changes[f.name] = v[:, :keep]
+        return dataclasses.replace(self, **changes)
 
 
 class StepCollector:

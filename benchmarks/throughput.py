@@ -11,8 +11,13 @@ Part 2 (sampler): tokens per second of the custom agent's KV-cached sampler agai
 
 Part 3 (PPO): generated tokens per second of the custom PPO against Stable-Baselines3's PPO on
 ``RLHF/Sentiment-v0`` with the embedded model, same batch and KL penalty
-(:mod:`benchmarks.sb3_sentiment`), and against TRL's online trainer on the same model, prompts and
-reward when ``trl`` is installed (:mod:`benchmarks.trl_speed`; reported as skipped otherwise).
+(:mod:`benchmarks.sb3_sentiment`), and of the custom PPO and the custom GRPO against TRL's online
+trainer (``GRPOTrainer``) on the same model, prompts, reward, completion length and batch when
+``trl`` is installed (:mod:`benchmarks.trl_speed`, which says how to set up its venv; ``make
+bench-trl``; reported as skipped otherwise): TRL with its defaults (gradient checkpointing on) and
+without gradient checkpointing. Then where a whole PPO and GRPO iteration's time goes (rollout:
+sampling, env and reward, reference pass; update: forward, backward, clipping, optimiser) and the
+fraction of the matmul bound a whole iteration reaches (:mod:`benchmarks.iteration_profile`).
 
 All parts run in one process, one after the other; each ratio compares two measurements taken
 side by side. The report is printed and saved as JSON.
@@ -77,17 +82,26 @@ def bench_env_steps(
 PARTS = ("env", "sampler", "ppo")
 
 
-def bench_ppo_vs_others(tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 0, threads: int = 1) -> dict:
-    """Custom PPO against SB3 PPO (and TRL's online trainer when installed): generated tokens/s.
+def bench_ppo_vs_others(
+    tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 0, threads: int = 1, profile_iterations: int = 4
+) -> dict:
+    """Custom PPO against SB3 PPO, custom PPO and GRPO against TRL's GRPOTrainer (when installed):
+    generated tokens/s; then the iteration profiles of the custom PPO and GRPO.
 
-    Both agents use :mod:`benchmarks.sb3_sentiment`'s presets (16 episodes x 24 tokens per update,
-    4 epochs x 4 minibatches, KL 0.05). SB3 gets fewer tokens because it is much slower; tokens/s
-    is what is compared. Each side's preset and full resolved config are in the result.
+    The custom PPO and SB3 use :mod:`benchmarks.sb3_sentiment`'s presets (16 episodes x 24 tokens
+    per update, 4 epochs x 4 minibatches, KL 0.05), the custom GRPO
+    :data:`benchmarks.trl_speed.GRPO_PRESET` (the same shared settings, checked). SB3 gets fewer
+    tokens because it is much slower; tokens/s is what is compared. Each side's preset and full
+    resolved config are in the result.
     """
+    from benchmarks.iteration_profile import profile_iterations as profile
+    from benchmarks.sampler import matmul_flops
     from benchmarks.sb3_sentiment import CUSTOM_PRESET, SB3_PRESET, run_custom, run_sb3
+    from benchmarks.trl_speed import GRPO_PRESET, check_held_equal, run_custom_grpo
 
     init_torch(threads)
     _, t_custom, n_custom, custom_cfg = run_custom(tokens, seed)
+    t_grpo, n_grpo, grpo_cfg = run_custom_grpo(tokens, seed)
     _, t_sb3, n_sb3, sb3_cfg = run_sb3(sb3_tokens, seed)
     out: dict = {
         "env_id": "RLHF/Sentiment-v0",
@@ -99,6 +113,14 @@ def bench_ppo_vs_others(tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 
             "preset": CUSTOM_PRESET,
             "resolved_config": custom_cfg,
         },
+        "custom_grpo": {
+            "tokens": n_grpo,
+            "seconds": t_grpo,
+            "tok_s": n_grpo / t_grpo,
+            "preset": GRPO_PRESET,
+            "resolved_config": grpo_cfg,
+        },
+        "held_equal_with_trl": check_held_equal(),
         "sb3_ppo": {
             "tokens": n_sb3,
             "seconds": t_sb3,
@@ -112,11 +134,19 @@ def bench_ppo_vs_others(tokens: int = 4608, sb3_tokens: int = 1152, seed: int = 
         from benchmarks.trl_speed import bench_trl
 
         trl = bench_trl(tokens, seed, threads)
+        trl_fast = bench_trl(tokens, seed, threads, gradient_checkpointing=False)
     except ImportError as exc:  # trl is optional: say so instead of inventing a number
         out["trl"] = {"skipped": str(exc)}
     else:
         out["trl"] = trl
-        out["ratio_custom_over_trl"] = out["custom_ppo"]["tok_s"] / trl["tokens_per_s"]
+        out["trl_no_checkpointing"] = trl_fast
+        for who in ("ppo", "grpo"):
+            ours = out[f"custom_{who}"]["tok_s"]
+            out[f"ratio_{who}_over_trl"] = ours / trl["tokens_per_s"]
+            out[f"ratio_{who}_over_trl_no_checkpointing"] = ours / trl_fast["tokens_per_s"]
+        out["ratio_custom_over_trl"] = out["ratio_ppo_over_trl"]  # the name earlier reports used
+    bound = matmul_flops()["flop_per_s_best"]
+    out["profile"] = {a: profile(a, profile_iterations, seed, threads, bound) for a in ("ppo", "grpo")}
     return out
 
 
@@ -181,9 +211,24 @@ def main(argv: list[str] | None = None) -> dict:
         if "skipped" in p["trl"]:
             print(f"  TRL: skipped ({p['trl']['skipped']})")
         else:
+            t, tf = p["trl"]["tokens_per_s"], p["trl_no_checkpointing"]["tokens_per_s"]
             print(
-                f"  TRL {p['trl'].get('trainer', '')}: {p['trl']['tokens_per_s']:.0f} tok/s -> "
-                f"{p['ratio_custom_over_trl']:.1f}x"
+                f"  TRL {p['trl'].get('trainer', '')} {t:.0f} tok/s (its defaults), {tf:.0f} tok/s without "
+                f"gradient checkpointing; custom GRPO {p['custom_grpo']['tok_s']:.0f} tok/s"
+            )
+            for who in ("ppo", "grpo"):
+                print(
+                    f"  custom {who.upper()} / TRL: {p[f'ratio_{who}_over_trl']:.2f}x "
+                    f"({p[f'ratio_{who}_over_trl_no_checkpointing']:.2f}x against TRL without checkpointing)"
+                )
+        for who, r in p["profile"].items():
+            roll = ", ".join(f"{k} {v:.0%}" for k, v in r["rollout_parts"].items())
+            upd = ", ".join(f"{k} {v:.0%}" for k, v in r["update_parts"].items())
+            print(
+                f"  [{who} iteration] {r['tok_s']:.0f} tok/s over {r['iterations_timed']} iterations: rollout "
+                f"{r['rollout_share']:.0%} ({roll}), update {r['update_share']:.0%} ({upd}); "
+                f"{r['fraction_of_matmul_bound']:.0%} of the matmul bound "
+                f"({r['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s)"
             )
     report["machine"]["load_average_at_end"] = load_average()
     write_json(args.out, report)

@@ -1,9 +1,23 @@
 """TRL's online RL trainer on ``RLHF/Sentiment-v0``'s model, prompts and reward: generated tokens per second.
 
 Issue #8 asks the throughput benchmark to compare the custom PPO with TRL "on the same model and
-reward". TRL is not a dependency of ``rlhf_envs``: it is imported only inside :func:`bench_trl`,
-which raises an :class:`ImportError` saying so when it is missing (``benchmarks/throughput.py``
-reports that as skipped).
+reward"; issue #19 adds the custom GRPO (:class:`agents.GRPO`) on the same job. TRL is not a
+dependency of ``rlhf_envs``: it is imported only inside :func:`bench_trl`, which raises an
+:class:`ImportError` saying so when it is missing (``benchmarks/throughput.py`` reports that as
+skipped).
+
+TRL lives in a virtual environment of its own, with the pinned CPU torch installed first (an
+unpinned torch would pull a multi-GB CUDA build) and the project installed editable into it, so
+the benchmark imports this checkout. ``make bench-trl`` creates it as ``.venv-trl`` and runs
+``benchmarks.throughput --parts ppo`` there; by hand::
+
+    python3 -m venv /work/venvs/trl
+    /work/venvs/trl/bin/pip install torch==2.13.0
+    /work/venvs/trl/bin/pip install trl==1.16.0
+    /work/venvs/trl/bin/pip install -e .
+    /work/venvs/trl/bin/python -m benchmarks.throughput --parts ppo
+
+(trl 1.16.0 brings transformers 5.24.0, the version the project venv has.)
 
 The trainer is :class:`trl.GRPOTrainer`. In TRL 1.x it is the library's main, maintained online RL
 trainer (the one its docs lead with and the one new features land in); ``RLOOTrainer`` follows
@@ -27,6 +41,21 @@ What is held equal to :func:`benchmarks.sb3_sentiment.run_custom` (the custom PP
   minibatches, learning rate, gradient clip, clip range and KL coefficient are read from the custom
   PPO's preset (``"lm-sb3-sentiment"`` of :mod:`agents.presets`), so the two cannot drift apart.
 
+The custom GRPO (:func:`run_custom_grpo`) runs the preset ``"lm-trl-sentiment-grpo"``, whose shared
+settings (``agents.presets.TRL_JOB_FIELDS``) are read from the same PPO preset when the presets
+are defined; :func:`check_held_equal` (called by every run here, and tested) raises if its
+resolved config differs from the PPO's on any of them or on clip range, temperature or group size.
+Its own choices are TRL's GRPO defaults: the KL to the frozen reference as a k3 loss term
+(``beta`` 0.05, per token, exactly TRL's ``exp(d) - d - 1``), advantages normalised within each
+group of 4 (unbiased std + 1e-4) and not whitened again, the clipped ratio per token. What still
+differs, none of it part of the job: TRL computes the "old" log-probs with a separate forward
+pass after generating (it generates with ``generate()``, which returns no log-probs; ours are
+the sampler's), averages the loss over the generation batch's tokens ("dapo"; ours over the
+minibatch's), and uses AdamW (eps 1e-8, weight decay 0; ours Adam eps 1e-5). TRL also turns
+gradient checkpointing on by default (one more forward per backward, to save memory): the
+headline figures keep TRL's defaults, and ``gradient_checkpointing=False`` (TRL without it,
+faster) is reported beside them by ``benchmarks/throughput.py``.
+
 Tokens per second = completion tokens generated during ``trainer.train()`` (EOS counted when
 sampled, padding not; counted in the reward function, which sees every completion exactly once)
 / wall seconds of ``trainer.train()`` (generation, scoring, reference and old log-probs, updates;
@@ -47,14 +76,19 @@ import tempfile
 from typing import Any
 
 from agents.config import PPOConfig
+from agents.grpo import GRPOConfig
+from agents.presets import TRL_JOB_FIELDS
 from benchmarks.common import Timer, init_torch, load_average
 from benchmarks.sb3_sentiment import CUSTOM_PRESET
 
+#: the custom GRPO's preset on this job (its shared settings read from CUSTOM_PRESET)
+GRPO_PRESET = "lm-trl-sentiment-grpo"
 #: the custom PPO's settings this run is held equal to (its preset over PPOConfig's defaults)
 _CUSTOM = PPOConfig.from_kwargs(preset=CUSTOM_PRESET)
+_GRPO = GRPOConfig.from_kwargs(preset=GRPO_PRESET)
 #: completions per generation batch (the custom PPO's episodes per batch) and completions per
-#: prompt (GRPO's group)
-N_COMPLETIONS, GROUP = _CUSTOM.n_envs, 4
+#: prompt (GRPO's group, the custom GRPO's group_size)
+N_COMPLETIONS, GROUP = _CUSTOM.n_envs, _GRPO.group_size
 #: minibatches per generation batch and passes over it (the custom PPO's epochs x minibatches)
 N_MINIBATCHES, N_EPOCHS = _CUSTOM.n_minibatches, _CUSTOM.n_epochs
 KL_COEF, LEARNING_RATE = _CUSTOM.kl_coef, _CUSTOM.learning_rate
@@ -78,13 +112,51 @@ def _import_trl() -> Any:
     return trl
 
 
+def check_held_equal(ppo: Any = _CUSTOM, grpo: Any = _GRPO) -> dict[str, Any]:
+    """The settings TRL's GRPOTrainer, the custom PPO and the custom GRPO share, as one dict.
+
+    Raises ``ValueError`` naming the field when the custom GRPO's resolved config differs from the
+    custom PPO's on a shared field (``TRL_JOB_FIELDS``, clip range, temperature), or when the GRPO
+    groups do not split the batch as TRL's do (``n_envs`` a multiple of ``group_size``).
+    """
+    shared = {}
+    for name in (*TRL_JOB_FIELDS, "clip_range", "temperature"):
+        a, b = getattr(ppo, name), getattr(grpo, name)
+        if a != b:
+            raise ValueError(f"custom GRPO and PPO differ on the held-equal setting {name}: {b!r} vs {a!r}")
+        shared[name] = a
+    if grpo.n_envs % grpo.group_size:
+        raise ValueError(f"n_envs {grpo.n_envs} is not a multiple of group_size {grpo.group_size}")
+    shared["group_size"] = grpo.group_size
+    return shared
+
+
+def run_custom_grpo(tokens: int, seed: int) -> tuple[float, int, dict[str, Any]]:
+    """The custom GRPO (``GRPO_PRESET``) on the job for ``tokens`` generated tokens.
+
+    Returns ``(wall seconds of learn, tokens generated, full resolved config)``, timed as
+    :func:`benchmarks.sb3_sentiment.run_custom` times the custom PPO (agent construction excluded).
+    """
+    from agents import GRPO
+
+    check_held_equal()
+    agent = GRPO("RLHF/Sentiment-v0", seed=seed, preset=GRPO_PRESET)
+    with Timer() as clock:
+        agent.learn(tokens, progress_bar=False)
+    seconds = clock.seconds
+    agent.close()
+    return seconds, int(agent.num_timesteps), agent.config.to_json_dict()
+
+
 def _check_args(tokens: Any, seed: Any, threads: Any) -> None:
     for name, value, low in (("tokens", tokens, 1), ("seed", seed, 0), ("threads", threads, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
-def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+def bench_trl(
+    tokens: int = 4608, seed: int = 0, threads: int = 1, gradient_checkpointing: bool | None = None
+) -> dict[str, Any]:
     """Train ``trl.GRPOTrainer`` on the Sentiment task for about ``tokens`` generated tokens.
 
     Args:
@@ -92,6 +164,8 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
             of at most 24 tokens, plus its 16 optimiser steps) that reaches it.
         seed: seeds TRL's trainer (model init is the embedded weights; prompt order and sampling).
         threads: ``torch.set_num_threads`` for the run (1 for side-by-side timing on a shared CPU).
+        gradient_checkpointing: ``None`` keeps TRL's default (on, in TRL 1.x); ``False`` turns it
+            off (a faster TRL that keeps every activation, as the custom agents do).
 
     Returns:
         A dict with ``tokens_per_s``, what was counted (``tokens_generated``, ``seconds``,
@@ -103,6 +177,11 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
         ValueError: ``tokens``/``threads`` below 1 or ``seed`` below 0, or not ints.
     """
     _check_args(tokens, seed, threads)
+    if gradient_checkpointing not in (None, True, False):
+        raise ValueError(
+            f"gradient_checkpointing must be None, True or False, got {gradient_checkpointing!r}"
+        )
+    check_held_equal()
     trl = _import_trl()
     import datasets
     import numpy as np
@@ -162,8 +241,10 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
 
     # each completion has at least one token, so this many batches always reach the budget
     max_batches = math.ceil(tokens / N_COMPLETIONS)
+    extra = {} if gradient_checkpointing is None else {"gradient_checkpointing": gradient_checkpointing}
     with tempfile.TemporaryDirectory(prefix="trl_speed_") as out_dir:
         config = trl.GRPOConfig(
+            **extra,
             output_dir=out_dir,
             seed=seed,
             data_seed=seed,
@@ -239,6 +320,7 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
         "sampling": "temperature 1, top_k 0, top_p 1.0",
         "kl": f"beta {KL_COEF} (GRPO's k3 estimator in the loss, frozen copy of the initial model)",
         "learning_rate": LEARNING_RATE,
+        "gradient_checkpointing": bool(config.gradient_checkpointing),
         "matched_preset": CUSTOM_PRESET,
         "seed": seed,
         "torch_threads": threads,
@@ -249,37 +331,44 @@ def bench_trl(tokens: int = 4608, seed: int = 0, threads: int = 1) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Time the custom PPO (``run_custom``) and TRL's GRPOTrainer on the same budget, alternately.
+    """Time the custom PPO (``run_custom``), the custom GRPO and TRL's GRPOTrainer on the same budget.
 
-    Each repeat runs the custom PPO then TRL in this process on one torch thread; the ratio of each
-    pair is reported, since absolute speeds on a shared machine drift with its load.
+    Each repeat runs the custom PPO, the custom GRPO, then TRL in this process on one torch thread;
+    the ratios within each repeat are reported, since absolute speeds on a shared machine drift
+    with its load.
     """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=4608)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=1, help="custom/TRL pairs to run, alternately")
+    p.add_argument("--repeats", type=int, default=1, help="custom/TRL rounds to run, alternately")
+    p.add_argument(
+        "--trl-no-checkpointing", action="store_true", help="also time TRL with gradient_checkpointing=False"
+    )
     args = p.parse_args(argv)
     from benchmarks.sb3_sentiment import run_custom
 
     init_torch(1)
-    pairs = []
+    rounds = []
     for _ in range(args.repeats):
         load0 = load_average()[0]
-        _, custom_s, custom_tok, _ = run_custom(args.tokens, args.seed)
+        _, ppo_s, ppo_tok, _ = run_custom(args.tokens, args.seed)
+        grpo_s, grpo_tok, _ = run_custom_grpo(args.tokens, args.seed)
         trl_res = bench_trl(args.tokens, args.seed, threads=1)
-        load1 = load_average()[0]
-        custom_tps = custom_tok / custom_s
-        pairs.append(
-            {
-                "custom_ppo_tokens": custom_tok,
-                "custom_ppo_seconds": round(custom_s, 2),
-                "custom_ppo_tokens_per_s": round(custom_tps, 2),
-                "trl": trl_res,
-                "ratio_custom_over_trl": round(custom_tps / trl_res["tokens_per_s"], 2),
-                "load_average_before_after": [load0, load1],
-            }
-        )
-    print(json.dumps(pairs, indent=2))
+        row: dict[str, Any] = {
+            "custom_ppo_tokens_per_s": round(ppo_tok / ppo_s, 2),
+            "custom_grpo_tokens_per_s": round(grpo_tok / grpo_s, 2),
+            "trl": trl_res,
+            "ratio_ppo_over_trl": round(ppo_tok / ppo_s / trl_res["tokens_per_s"], 2),
+            "ratio_grpo_over_trl": round(grpo_tok / grpo_s / trl_res["tokens_per_s"], 2),
+        }
+        if args.trl_no_checkpointing:
+            fast = bench_trl(args.tokens, args.seed, threads=1, gradient_checkpointing=False)
+            row["trl_no_checkpointing"] = fast
+            row["ratio_ppo_over_trl_no_checkpointing"] = round(ppo_tok / ppo_s / fast["tokens_per_s"], 2)
+            row["ratio_grpo_over_trl_no_checkpointing"] = round(grpo_tok / grpo_s / fast["tokens_per_s"], 2)
+        row["load_average_before_after"] = [load0, load_average()[0]]
+        rounds.append(row)
+    print(json.dumps(rounds, indent=2))
 
 
 if __name__ == "__main__":

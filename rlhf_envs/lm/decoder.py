@@ -111,6 +111,9 @@ class Decoder:
         self._shared: int | None = 0
         self._hi_slot = self._hi_len = 0
         self._all_rows = np.arange(self.rows)
+        #: the final hidden states ``(B, d)`` (after the final norm) that the last prefill's or
+        #: step's logits were computed from: e.g. for a value head on the states sampled in
+        self.last_hidden: torch.Tensor | None = None
         self.bind(lm)
         self._allocate()
 
@@ -131,7 +134,9 @@ class Decoder:
         self._bind_weights()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._model_attrs}
+        state = {k: v for k, v in self.__dict__.items() if k not in self._model_attrs}
+        state["last_hidden"] = None
+        return state
 
     @property
     def bound(self) -> bool:
@@ -172,6 +177,7 @@ class Decoder:
         self._slot[sel] = next_slot
         self.lengths[sel] = n_real
         self._sync()
+        self.last_hidden = hidden
         return self._logits(hidden)
 
     @torch.no_grad()
@@ -209,6 +215,7 @@ class Decoder:
             self._slot[idx] += 1
             self.lengths[idx] += 1
             self._sync()
+        self.last_hidden = hidden
         return self._logits(hidden)
 
     # -- helpers ----------------------------------------------------------------------------------
